@@ -1,0 +1,5 @@
+"""`python -m i2i` runs the command line."""
+
+from i2i.cli import main
+
+main()

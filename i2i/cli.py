@@ -1,0 +1,160 @@
+"""The `i2i` command line: builds configs from options and calls the library (no logic of its own)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from i2i.config import DEVICES, DIRECTIONS, LAYOUTS, PRECISIONS, PREPROCESS_MODES, DataConfig, RunConfig, TrainConfig
+from i2i.models.losses import GAN_LOSSES
+from i2i.models.pix2pix import Pix2PixConfig
+from i2i.nets import DISCRIMINATORS, GENERATORS, INITS, NORMS, DiscriminatorConfig, GeneratorConfig
+
+POSITIVE = click.IntRange(min=1)
+CHANNELS = click.IntRange(1, 3)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="i2i")
+def main() -> None:
+    """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
+
+
+@main.group()
+def train() -> None:
+    """Train a model; each model is a sub-command (`i2i train pix2pix --help`)."""
+
+
+def training_options(fn: Callable) -> Callable:
+    """Options every model's train command shares: data preparation, schedule, devices, run directory."""
+    options = [
+        click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     required=True, help="Dataset root (see datasets/README.md for the layouts)."),
+        click.option("--name", default=None, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL."),
+        click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints"),
+                     show_default=True, help="Folder that holds run directories."),
+        click.option("--max-steps", type=POSITIVE, default=None, help="Stop after this many steps (a budget)."),
+        click.option("--epochs", type=click.IntRange(min=0), default=100, show_default=True,
+                     help="Epochs at the initial learning rate."),
+        click.option("--decay-epochs", type=click.IntRange(min=0), default=100, show_default=True,
+                     help="Then epochs of linear decay to zero."),
+        click.option("--batch-size", type=POSITIVE, default=1, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True),
+        click.option("--beta1", type=click.FloatRange(0, 1), default=0.5, show_default=True),
+        click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default="resize_and_crop",
+                     show_default=True, help="How images are resized and cropped."),
+        click.option("--load-size", type=POSITIVE, default=286, show_default=True, help="Resize to this first."),
+        click.option("--crop-size", type=POSITIVE, default=256, show_default=True, help="Then crop this."),
+        click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
+        click.option("--strict/--no-strict", default=False, show_default=True,
+                     help="Fail on an unreadable image instead of skipping it."),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--deterministic/--no-deterministic", default=False, show_default=True,
+                     help="Deterministic algorithms only (bit-exact resume on the CPU)."),
+        click.option("--workers", type=click.IntRange(min=0), default=None,
+                     help="DataLoader worker processes [default: picked for the machine]."),
+        click.option("--log-every", type=POSITIVE, default=10, show_default=True),
+        click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True,
+                     help="Write a sample grid every N steps (0: never)."),
+        click.option("--save-every", type=click.IntRange(min=0), default=500, show_default=True,
+                     help="Checkpoint every N steps (0: only at the end)."),
+        click.option("--keep-last", type=POSITIVE, default=3, show_default=True, help="Checkpoints kept."),
+        click.option("--resume", is_flag=True, help="Continue the run NAME from its latest checkpoint."),
+        click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+
+def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
+    """Assemble the RunConfig and train it (or print it for --dry-run)."""
+    from i2i.trainer import RunError
+    from i2i.trainer import train as train_run
+
+    name = opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
+    train_cfg = TrainConfig(
+        name=name, runs_dir=str(opts["runs_dir"]), epochs=opts["epochs"], decay_epochs=opts["decay_epochs"],
+        max_steps=opts["max_steps"], batch_size=opts["batch_size"], lr=opts["lr"], beta1=opts["beta1"],
+        device=opts["device"], precision=opts["precision"], seed=opts["seed"], deterministic=opts["deterministic"],
+        workers=opts["workers"], log_every=opts["log_every"], sample_every=opts["sample_every"],
+        save_every=opts["save_every"], keep_last=opts["keep_last"],
+    )
+    cfg = RunConfig(model=model, model_config=model_config, data=data, train=train_cfg)
+    if opts["dry_run"]:
+        click.echo(cfg.to_json())
+        return
+    try:
+        summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"])
+    except (RunError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(summary.line())
+
+
+def data_config(opts: dict, layout: str = "auto") -> DataConfig:
+    return DataConfig(root=str(opts["data_root"]), layout=layout, preprocess=opts["preprocess"],
+                      load_size=opts["load_size"], crop_size=opts["crop_size"], flip=opts["flip"],
+                      strict=opts["strict"])
+
+
+@train.command(epilog="""\b
+Examples:
+  i2i train pix2pix --data datasets/facades --direction BtoA
+  i2i train pix2pix --data my_pairs --name maps --max-steps 20000 --precision bf16
+  i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
+  i2i train pix2pix --data my_pairs --dry-run                                 # show config
+""")
+@training_options
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
+              help="AtoB: translate A (left half / A folder) into B.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True,
+              help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
+@click.option("--input-channels", type=CHANNELS, default=3, show_default=True)
+@click.option("--output-channels", type=CHANNELS, default=3, show_default=True)
+@click.option("--generator", type=click.Choice(list(GENERATORS)), default="unet_256", show_default=True)
+@click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default="basic", show_default=True)
+@click.option("--n-layers-d", type=POSITIVE, default=3, show_default=True,
+              help="Depth of the n_layers discriminator.")
+@click.option("--ngf", type=POSITIVE, default=64, show_default=True, help="Generator base channels.")
+@click.option("--ndf", type=POSITIVE, default=64, show_default=True, help="Discriminator base channels.")
+@click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
+@click.option("--init", "init_kind", type=click.Choice(INITS), default="normal", show_default=True)
+@click.option("--dropout/--no-dropout", default=True, show_default=True, help="Generator dropout.")
+@click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default="vanilla", show_default=True)
+@click.option("--lambda-l1", type=click.FloatRange(min=0), default=100.0, show_default=True)
+def pix2pix(**opts) -> None:
+    """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
+    g = GeneratorConfig(name=opts["generator"], in_channels=opts["input_channels"],
+                        out_channels=opts["output_channels"], base_channels=opts["ngf"], norm=opts["norm"],
+                        dropout=opts["dropout"], init=opts["init_kind"])
+    d = DiscriminatorConfig(name=opts["discriminator"], in_channels=g.in_channels + g.out_channels,
+                            base_channels=opts["ndf"], n_layers=opts["n_layers_d"], norm=opts["norm"],
+                            init=opts["init_kind"])
+    model_cfg = Pix2PixConfig(generator=g, discriminator=d, direction=opts["direction"], gan_loss=opts["gan_loss"],
+                              lambda_l1=opts["lambda_l1"])
+    run_training("pix2pix", model_cfg, data_config(opts, opts["layout"]), opts)
+
+
+@main.command(epilog="""\b
+Example:
+  i2i demo                      # about 2-3 minutes on 2 CPU cores
+  i2i demo --steps 100 --out /tmp/demo
+""")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints/demo"),
+              show_default=True, help="Where the dataset, run and report go.")
+@click.option("--steps", type=POSITIVE, default=600, show_default=True, help="Training steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(out: Path, steps: int, seed: int) -> None:
+    """Train a small day->night Pix2Pix on photos bundled with scikit-image and show what it learned."""
+    from i2i.demo import run_demo
+
+    report = run_demo(out, steps=steps, seed=seed)
+    click.echo(report.text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Network registries: generator and discriminator names -> constructors (keys feed the CLI's choices)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from i2i.nets.layers import INITS, NORMS, init_weights
+from i2i.nets.patchgan import PatchDiscriminator, PixelDiscriminator
+from i2i.nets.resnet import ResnetGenerator
+from i2i.nets.unet import UNetGenerator
+
+__all__ = [
+    "DISCRIMINATORS", "GENERATORS", "INITS", "NORMS", "DiscriminatorConfig", "GeneratorConfig",
+    "build_discriminator", "build_generator",
+]
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to rebuild a generator (saved with its weights)."""
+
+    name: str = "unet_256"
+    in_channels: int = 3
+    out_channels: int = 3
+    base_channels: int = 64
+    norm: str = "batch"
+    dropout: bool = True
+    init: str = "normal"
+    init_gain: float = 0.02
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Everything needed to rebuild a discriminator; `n_layers` is used by the `n_layers` variant."""
+
+    name: str = "basic"
+    in_channels: int = 6
+    base_channels: int = 64
+    n_layers: int = 3
+    norm: str = "batch"
+    init: str = "normal"
+    init_gain: float = 0.02
+
+
+def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
+    return lambda c: UNetGenerator(c.in_channels, c.out_channels, num_downs, c.base_channels, c.norm, c.dropout)
+
+
+def _resnet(n_blocks: int) -> Callable[[GeneratorConfig], nn.Module]:
+    return lambda c: ResnetGenerator(c.in_channels, c.out_channels, n_blocks, c.base_channels, c.norm, c.dropout)
+
+
+GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
+    "unet_64": _unet(6),  # small images and the embedded demo
+    "unet_128": _unet(7),
+    "unet_256": _unet(8),
+    "resnet_6blocks": _resnet(6),
+    "resnet_9blocks": _resnet(9),
+}
+
+DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {
+    "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm),
+    "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm),
+    "pixel": lambda c: PixelDiscriminator(c.in_channels, c.base_channels, c.norm),
+}
+
+
+def _check(name: str, registry: dict, what: str) -> None:
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(registry)}")
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    """Construct and initialise the generator `cfg` describes."""
+    _check(cfg.name, GENERATORS, "generator")
+    return init_weights(GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+    """Construct and initialise the discriminator `cfg` describes."""
+    _check(cfg.name, DISCRIMINATORS, "discriminator")
+    return init_weights(DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)

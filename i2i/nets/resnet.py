@@ -1,0 +1,63 @@
+"""ResNet generator (CycleGAN): downsample twice, N residual blocks, upsample twice; reflection padding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from i2i.nets.layers import conv_bias, norm_layer
+
+
+class ResnetBlock(nn.Module):
+    """x + (pad, conv3, norm, ReLU, [dropout], pad, conv3, norm)(x)."""
+
+    def __init__(self, channels: int, norm: str, dropout: bool) -> None:
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), make_norm(channels), nn.ReLU()
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), make_norm(channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The CycleGAN generator (Johnson et al. style). Inputs must be divisible by 4."""
+
+    size_multiple = 4
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        n_blocks: int = 9,
+        base_channels: int = 64,
+        norm: str = "instance",
+        dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        c = base_channels
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, c, 7, bias=bias), make_norm(c), nn.ReLU()
+        ]
+        for mult in (1, 2):
+            layers += [nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
+                       make_norm(c * mult * 2), nn.ReLU()]
+        layers += [ResnetBlock(c * 4, norm, dropout) for _ in range(n_blocks)]
+        for mult in (4, 2):
+            layers += [nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1,
+                                          bias=bias),
+                       make_norm(c * mult // 2), nn.ReLU()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % 4 or x.shape[-1] % 4:
+            raise ValueError(f"ResNet generator needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
+        return self.model(x)

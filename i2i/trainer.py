@@ -1,0 +1,306 @@
+"""The shared training loop for every model: device, precision, optimizers, schedule, logging, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from i2i.checkpoint import latest_checkpoint, load_state, load_weights, save_checkpoint
+from i2i.config import RunConfig
+from i2i.data.io import atomic_write_bytes, write_image
+from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
+from i2i.data.transforms import to_image
+from i2i.models import MODELS
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class RunError(RuntimeError):
+    """The run cannot start or continue as asked (e.g. resuming with a different model)."""
+
+
+@dataclass
+class Summary:
+    """What a finished `fit()` reports."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    epochs: int
+    seconds: float
+    images_per_s: float
+    skipped: int
+    losses: dict[str, float]
+
+    def line(self) -> str:
+        losses = " ".join(f"{k}={v:.4g}" for k, v in self.losses.items())
+        return (f"done: {self.steps} steps ({self.epochs} epochs) in {self.seconds:.1f} s, "
+                f"{self.images_per_s:.2f} img/s, {self.skipped} unreadable images skipped; {losses}; "
+                f"checkpoint {self.checkpoint}")
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available; asking for CUDA without one is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cpu":
+        return 0 if cores <= 4 else min(4, cores // 4)
+    return min(8, max(cores - 1, 0))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
+    """1.0 for `constant_steps`, then linear decay to 0 over `decay_steps`."""
+    if step < constant_steps:
+        return 1.0
+    if decay_steps <= 0:
+        return 0.0
+    return max(0.0, 1.0 - (step - constant_steps) / decay_steps)
+
+
+class Trainer:
+    """Runs any registered model: its `update_order` says which optimizer steps when, the loop does the rest."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        t = cfg.train
+        self.run_dir = cfg.run_dir
+        self.device = pick_device(t.device)
+        if t.precision not in DTYPES:
+            raise RunError(f"unknown precision {t.precision!r}; choose from {', '.join(DTYPES)}")
+        if t.precision == "fp16" and self.device.type == "cpu":
+            raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
+        self.dtype = DTYPES[t.precision]
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True)
+        seed_everything(t.seed)
+
+        self.model = MODELS[cfg.model](cfg.model_config).to(self.device)
+        self.model.train()
+        self.dataset = self.model.make_dataset(cfg.data, train=True)
+        self.sampler = EpochSampler(len(self.dataset), seed=t.seed, shuffle=True)
+        workers = default_workers(self.device) if t.workers is None else t.workers
+        self.loader = DataLoader(
+            self.dataset, batch_size=t.batch_size, sampler=self.sampler, collate_fn=collate_skipping,
+            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            # its own generator: starting an iterator must not draw from the global RNG (resume would drift)
+            generator=torch.Generator().manual_seed(t.seed),
+        )
+        self.steps_per_epoch = math.ceil(len(self.dataset) / t.batch_size)
+        schedule_steps = (t.epochs + t.decay_epochs) * self.steps_per_epoch
+        self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
+
+        fused = self.device.type in ("cuda", "cpu")
+        self.optimizers = {
+            group: torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
+            for group, params in self.model.optim_groups().items()
+        }
+        constant, decay = t.epochs * self.steps_per_epoch, t.decay_epochs * self.steps_per_epoch
+        self.schedulers = {
+            group: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
+            for group, opt in self.optimizers.items()
+        }
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+
+        self.step, self.epoch, self.position, self.skipped = 0, 0, 0, 0
+        self._prepare_run_dir(resume)
+
+    # -- run directory ---------------------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if resume:
+            if ckpt is None:
+                raise RunError(f"--resume: {self.run_dir} has no checkpoint to resume from")
+            self._check_same_run()
+            self._load(ckpt)
+        elif ckpt is not None:
+            raise RunError(f"{self.run_dir} already holds a run (latest checkpoint {ckpt.name}); "
+                           "pass --resume to continue it or pick another --name")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.run_dir / "config.json", self.cfg.to_json().encode())
+
+    def _check_same_run(self) -> None:
+        saved = json.loads((self.run_dir / "config.json").read_text())
+        now = self.cfg.to_dict()
+        diffs = [f"{section}: saved {saved.get(section)} != now {now[section]}"
+                 for section in ("model", "model_config", "data") if saved.get(section) != now[section]]
+        if diffs:
+            raise RunError("--resume needs the same model and data options as the run it continues; "
+                           "differences:\n  " + "\n  ".join(diffs))
+
+    def _state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step, "epoch": self.epoch, "position": self.position, "skipped": self.skipped,
+            "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
+            "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict(),
+            "model": self.model.training_state(),
+            "rng": rng,
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.model.networks(), self._state(),
+                               self.cfg.to_dict(), keep_last=self.cfg.train.keep_last)
+
+    def _load(self, ckpt: Path) -> None:
+        for name, net in self.model.networks().items():
+            weights, _ = load_weights(ckpt / f"{name}.safetensors")
+            net.load_state_dict(weights)
+        state = load_state(ckpt)
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.skipped = state["skipped"]
+        for group, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][group])
+            self.schedulers[group].load_state_dict(state["schedulers"][group])
+        self.scaler.load_state_dict(state["scaler"])
+        self.model.load_training_state(state["model"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from (the killed run's last moments)."""
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
+
+    # -- the loop --------------------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One generator forward, then each optimizer's update in the model's order; returns losses, fakes."""
+        with self.autocast():
+            fakes = self.model.generate(batch)
+        steps = self.model.steps()
+        losses: dict[str, torch.Tensor] = {}
+        for group in self.model.update_order:
+            with self.autocast():
+                out = steps[group](batch, fakes)
+            opt = self.optimizers[group]
+            opt.zero_grad(set_to_none=True)
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(opt)
+            losses[group] = out["loss"].detach()
+            losses.update({k: v.detach() for k, v in out.items() if k != "loss"})
+        self.scaler.update()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return losses, fakes
+
+    def fit(self) -> Summary:
+        """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
+        t = self.cfg.train
+        start_step, started = self.step, time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        last: dict[str, float] = {}
+        window_steps, window_images, window_start = 0, 0, time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True)
+        while self.step < self.total_steps:
+            self.sampler.set_epoch(self.epoch, start=self.position * t.batch_size)
+            pass_start, trained = self.position, False
+            for raw in self.loader:
+                self.position += 1
+                for message in raw["skipped"]:
+                    tqdm.write(f"warning: skipped unreadable image {message}")
+                self.skipped += len(raw["skipped"])
+                n = batch_size_of(raw)
+                if n == 0:
+                    continue
+                batch = to_device(raw, self.device)
+                losses, fakes = self.train_step(batch)
+                self.step += 1
+                trained = True
+                window_steps, window_images = window_steps + 1, window_images + n
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v.float()
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == self.total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    last = self._log(sums, window_steps, window_images / max(elapsed, 1e-9), bar)
+                    sums, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+                if t.sample_every and self.step % t.sample_every == 0:
+                    self._write_samples(self.model.samples(batch, fakes))
+                if t.save_every and self.step % t.save_every == 0 and self.step != self.total_steps:
+                    self.save()
+                if self.step >= self.total_steps:
+                    break
+            if self.position >= self.steps_per_epoch:
+                if pass_start == 0 and not trained:
+                    raise RunError(f"no readable images in {self.cfg.data.root}: every one was skipped")
+                self.epoch, self.position = self.epoch + 1, 0
+        bar.close()
+        ckpt = self.save()
+        seconds = time.perf_counter() - started
+        images = (self.step - start_step) * t.batch_size
+        summary = Summary(self.run_dir, ckpt, self.step, self.epoch, seconds, images / max(seconds, 1e-9),
+                          self.skipped, last)
+        return summary
+
+    def _log(self, sums: dict[str, torch.Tensor], steps: int, images_per_s: float, bar: tqdm) -> dict[str, float]:
+        """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
+        keys = list(sums)
+        values = torch.stack([sums[k] for k in keys]).div(steps).tolist() if keys else []
+        losses = dict(zip(keys, values, strict=True))
+        lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+        record = {"step": self.step, "epoch": self.epoch, **losses, "lr": lr, "images_per_s": images_per_s}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if "_" not in k} | {"img/s": f"{images_per_s:.2f}"})
+        return losses
+
+    def _write_samples(self, images: dict[str, torch.Tensor]) -> None:
+        write_image(self.run_dir / "samples" / f"step_{self.step:06d}.png", sample_grid(images))
+
+
+def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's tensors on `device` (paths and skip lists stay behind)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarray:
+    """Rows = samples, columns = the named images side by side (gray shown as RGB)."""
+    rows = []
+    n = min(max_rows, next(iter(images.values())).shape[0])
+    for i in range(n):
+        cols = [to_image(img[i].expand(3, -1, -1) if img.shape[1] == 1 else img[i]) for img in images.values()]
+        rows.append(np.concatenate(cols, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Summary:
+    """Train the run `cfg` describes (the Python twin of `i2i train`)."""
+    return Trainer(cfg, resume=resume, progress=progress).fit()
+
+
