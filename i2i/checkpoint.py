@@ -87,14 +87,19 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A weights file's tensors and the run config stored in its metadata."""
+def read_metadata(path: Path) -> tuple[dict[str, Any], str]:
+    """The run config stored in a weights file's metadata, and the name of the network it holds."""
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if CONFIG_KEY not in metadata:
         raise ValueError(f"{path} is not an i2i weights file (no {CONFIG_KEY} metadata)")
-    return load_file(str(path)), json.loads(metadata[CONFIG_KEY])
+    return json.loads(metadata[CONFIG_KEY]), metadata.get("network", path.stem)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors (safetensors: loading never runs code)."""
+    return load_file(str(path))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -141,12 +141,12 @@ def pix2pix(**opts) -> None:
 
 @main.command(epilog="""\b
 Example:
-  i2i demo                      # about 2-3 minutes on 2 CPU cores
+  i2i demo                      # about a minute on 2 CPU cores
   i2i demo --steps 100 --out /tmp/demo
 """)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints/demo"),
               show_default=True, help="Where the dataset, run and report go.")
-@click.option("--steps", type=POSITIVE, default=600, show_default=True, help="Training steps.")
+@click.option("--steps", type=POSITIVE, default=1000, show_default=True, help="Training steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out: Path, steps: int, seed: int) -> None:
     """Train a small day->night Pix2Pix on photos bundled with scikit-image and show what it learned."""

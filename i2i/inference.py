@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.checkpoint import load_weights, resolve_checkpoint
+from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
 from i2i.config import RunConfig
 from i2i.data.io import read_image, to_float
 from i2i.data.transforms import to_image, to_tensor
@@ -53,23 +53,27 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
     files = [resolved] if resolved.is_file() else sorted(resolved.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no weights files in {resolved}")
-    _, config = load_weights(files[0])
+    config, network = read_metadata(files[0])
     cfg = RunConfig.from_dict(config)
     model = MODELS[cfg.model](cfg.model_config)
     available = model.generators()  # direction -> network name
-    if direction is None:
-        if len(available) > 1 and resolved.is_dir():
-            raise ValueError(f"{path} translates {' and '.join(available)}: pass direction=")
-        direction = next(d for d, name in available.items() if resolved.is_dir() or resolved.stem == name)
+    if resolved.is_file():
+        by_network = {name: d for d, name in available.items()}
+        if network not in by_network:
+            raise ValueError(f"{resolved} holds network {network!r}, not a generator "
+                             f"({', '.join(f'{n} for {d}' for d, n in available.items())})")
+        if direction not in (None, by_network[network]):
+            raise ValueError(f"{resolved} translates {by_network[network]}, not {direction}")
+        direction = by_network[network]
+    elif direction is None:
+        if len(available) > 1:
+            raise ValueError(f"{path} translates {' and '.join(available)}: pick one with direction=")
+        direction = next(iter(available))
     if direction not in available:
         raise ValueError(f"{path} translates {', '.join(available)} only, not {direction}")
     name = available[direction]
-    weights_file = resolved if resolved.is_file() else resolved / f"{name}.safetensors"
-    if resolved.is_file() and resolved.stem != name:
-        raise ValueError(f"{resolved} holds network {resolved.stem!r}, not the {direction} generator {name!r}")
     net = model.networks()[name]
-    weights, _ = load_weights(weights_file)
-    net.load_state_dict(weights)
+    net.load_state_dict(load_weights(resolved if resolved.is_file() else resolved / f"{name}.safetensors"))
     return net, model.generator_config(name), cfg, direction
 
 

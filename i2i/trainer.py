@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,8 @@ class Trainer:
         }
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
 
-        self.step, self.epoch, self.position, self.skipped = 0, 0, 0, 0
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.skipped: set[str] = set()  # unreadable files seen so far (each is warned about once)
         self._prepare_run_dir(resume)
 
     # -- run directory ---------------------------------------------------------------------------
@@ -157,7 +159,7 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "step": self.step, "epoch": self.epoch, "position": self.position, "skipped": self.skipped,
+            "step": self.step, "epoch": self.epoch, "position": self.position, "skipped": sorted(self.skipped),
             "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
             "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
@@ -171,11 +173,10 @@ class Trainer:
 
     def _load(self, ckpt: Path) -> None:
         for name, net in self.model.networks().items():
-            weights, _ = load_weights(ckpt / f"{name}.safetensors")
-            net.load_state_dict(weights)
+            net.load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
         state = load_state(ckpt)
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.skipped = state["skipped"]
+        self.skipped = set(state["skipped"])
         for group, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][group])
             self.schedulers[group].load_state_dict(state["schedulers"][group])
@@ -232,9 +233,10 @@ class Trainer:
             pass_start, trained = self.position, False
             for raw in self.loader:
                 self.position += 1
-                for message in raw["skipped"]:
-                    tqdm.write(f"warning: skipped unreadable image {message}")
-                self.skipped += len(raw["skipped"])
+                for bad in raw["skipped"]:
+                    if bad.path not in self.skipped:
+                        self.skipped.add(bad.path)
+                        tqdm.write(f"warning: skipping unreadable image ({bad.reason})", file=sys.stderr)
                 n = batch_size_of(raw)
                 if n == 0:
                     continue
@@ -265,7 +267,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         images = (self.step - start_step) * t.batch_size
         summary = Summary(self.run_dir, ckpt, self.step, self.epoch, seconds, images / max(seconds, 1e-9),
-                          self.skipped, last)
+                          len(self.skipped), last)
         return summary
 
     def _log(self, sums: dict[str, torch.Tensor], steps: int, images_per_s: float, bar: tqdm) -> dict[str, float]:

@@ -52,7 +52,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 array = _apply_orientation(_decode_unchanged(data), _orientation(img))
             else:
                 array = _pil_to_array(_exif_transposed(img))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, cv2.error, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"cannot read image {path}: not a recognised image format") from err
+    except (OSError, ValueError, SyntaxError, cv2.error, Image.DecompressionBombError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
     if array.ndim == 2:
         array = array[:, :, None]

@@ -53,9 +53,9 @@ def split_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
 
 
 def collate_skipping(samples: list) -> dict:
-    """Stack readable samples; list the unreadable ones under "skipped" (as "path: reason" strings)."""
+    """Stack readable samples; list the unreadable ones under "skipped" as Skipped records."""
     good = [s for s in samples if not isinstance(s, Skipped)]
-    skipped = [f"{s.path}: {s.reason}" for s in samples if isinstance(s, Skipped)]
+    skipped = [s for s in samples if isinstance(s, Skipped)]
     batch = default_collate(good) if good else {}
     batch["skipped"] = skipped
     return batch

@@ -1,0 +1,68 @@
+"""Test helpers: tiny generated datasets, tiny run configs, and the optional real data in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from i2i.config import DataConfig, RunConfig, TrainConfig
+from i2i.models.pix2pix import Pix2PixConfig
+from i2i.nets import DiscriminatorConfig, GeneratorConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_dataset(*parts: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.is_dir():
+        pytest.skip(f"real data not available: {path} is missing (it lives in ../shared/data beside the repo)")
+    return path
+
+
+def write_pairs(root: Path, n: int = 6, size: int = 32, seed: int = 0, layout: str = "side_by_side") -> Path:
+    """A paired dataset under root/train: A is a random smooth image, B is a deterministic recolouring of A."""
+    rng = np.random.default_rng(seed)
+    folder = root / "train"
+    for i in range(n):
+        small = rng.integers(0, 256, size=(size // 8, size // 8, 3), dtype=np.uint8)
+        a = np.asarray(Image.fromarray(small).resize((size, size), Image.BILINEAR))
+        b = (255 - a[:, :, ::-1]).copy()
+        if layout == "side_by_side":
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.concatenate([a, b], axis=1)).save(folder / f"{i:03d}.png")
+        else:
+            (folder / "A").mkdir(parents=True, exist_ok=True)
+            (folder / "B").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(folder / "A" / f"{i:03d}.png")
+            Image.fromarray(b).save(folder / "B" / f"{i:03d}.png")
+    return root
+
+
+def tiny_config(data_root: Path, runs_dir: Path, name: str = "tiny", max_steps: int = 4, **train) -> RunConfig:
+    """A Pix2Pix run small enough for unit tests: unet_64 with 4 base channels on 32->64 px crops."""
+    g = GeneratorConfig(name="unet_64", base_channels=4)
+    d = DiscriminatorConfig(name="basic", in_channels=6, base_channels=4)
+    defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
+                    save_every=2, workers=0, deterministic=True)
+    return RunConfig(
+        model="pix2pix",
+        model_config=Pix2PixConfig(generator=g, discriminator=d),
+        data=DataConfig(root=str(data_root), load_size=72, crop_size=64),
+        train=TrainConfig(**{**defaults, **train}),
+    )
+
+
+def same_weights(ckpt_a: Path, ckpt_b: Path, names: tuple[str, ...] = ("G", "D")) -> bool:
+    """True when two checkpoint folders hold bit-identical weights for every named network."""
+    import torch
+    from safetensors.torch import load_file
+
+    for name in names:
+        a, b = load_file(str(ckpt_a / f"{name}.safetensors")), load_file(str(ckpt_b / f"{name}.safetensors"))
+        if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
+            return False
+    return True
