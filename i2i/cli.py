@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from i2i.config import DEVICES, DIRECTIONS, LAYOUTS, PRECISIONS, PREPROCESS_MODES, DataConfig, RunConfig, TrainConfig
+from i2i.models.cyclegan import CycleGANConfig
 from i2i.models.losses import GAN_LOSSES
 from i2i.models.pix2pix import Pix2PixConfig
 from i2i.nets import DISCRIMINATORS, GENERATORS, INITS, NORMS, DiscriminatorConfig, GeneratorConfig
@@ -95,10 +96,38 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     click.echo(summary.line())
 
 
-def data_config(opts: dict, layout: str = "auto") -> DataConfig:
+def data_config(opts: dict, layout: str = "auto", serial: bool = False) -> DataConfig:
     return DataConfig(root=str(opts["data_root"]), layout=layout, preprocess=opts["preprocess"],
                       load_size=opts["load_size"], crop_size=opts["crop_size"], flip=opts["flip"],
-                      strict=opts["strict"])
+                      strict=opts["strict"], serial=serial)
+
+
+def network_options(generator: str, norm: str, dropout: bool, gan_loss: str) -> Callable[[Callable], Callable]:
+    """Architecture and objective options both models share; defaults differ per model (as in the papers)."""
+    options = [
+        click.option("--generator", type=click.Choice(list(GENERATORS)), default=generator, show_default=True),
+        click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default="basic", show_default=True),
+        click.option("--n-layers-d", type=POSITIVE, default=3, show_default=True,
+                     help="Depth of the n_layers discriminator."),
+        click.option("--ngf", type=POSITIVE, default=64, show_default=True, help="Generator base channels."),
+        click.option("--ndf", type=POSITIVE, default=64, show_default=True, help="Discriminator base channels."),
+        click.option("--norm", type=click.Choice(NORMS), default=norm, show_default=True),
+        click.option("--init", "init_kind", type=click.Choice(INITS), default="normal", show_default=True),
+        click.option("--dropout/--no-dropout", default=dropout, show_default=True, help="Generator dropout."),
+        click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default=gan_loss, show_default=True),
+    ]
+    return lambda fn: functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+
+def generator_config(opts: dict, in_channels: int, out_channels: int) -> GeneratorConfig:
+    return GeneratorConfig(name=opts["generator"], in_channels=in_channels, out_channels=out_channels,
+                           base_channels=opts["ngf"], norm=opts["norm"], dropout=opts["dropout"],
+                           init=opts["init_kind"])
+
+
+def discriminator_config(opts: dict, in_channels: int) -> DiscriminatorConfig:
+    return DiscriminatorConfig(name=opts["discriminator"], in_channels=in_channels, base_channels=opts["ndf"],
+                               n_layers=opts["n_layers_d"], norm=opts["norm"], init=opts["init_kind"])
 
 
 @train.command(epilog="""\b
@@ -109,34 +138,50 @@ Examples:
   i2i train pix2pix --data my_pairs --dry-run                                 # show config
 """)
 @training_options
+@network_options(generator="unet_256", norm="batch", dropout=True, gan_loss="vanilla")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
               help="AtoB: translate A (left half / A folder) into B.")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True,
               help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
 @click.option("--input-channels", type=CHANNELS, default=3, show_default=True)
 @click.option("--output-channels", type=CHANNELS, default=3, show_default=True)
-@click.option("--generator", type=click.Choice(list(GENERATORS)), default="unet_256", show_default=True)
-@click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default="basic", show_default=True)
-@click.option("--n-layers-d", type=POSITIVE, default=3, show_default=True,
-              help="Depth of the n_layers discriminator.")
-@click.option("--ngf", type=POSITIVE, default=64, show_default=True, help="Generator base channels.")
-@click.option("--ndf", type=POSITIVE, default=64, show_default=True, help="Discriminator base channels.")
-@click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
-@click.option("--init", "init_kind", type=click.Choice(INITS), default="normal", show_default=True)
-@click.option("--dropout/--no-dropout", default=True, show_default=True, help="Generator dropout.")
-@click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default="vanilla", show_default=True)
 @click.option("--lambda-l1", type=click.FloatRange(min=0), default=100.0, show_default=True)
 def pix2pix(**opts) -> None:
     """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
-    g = GeneratorConfig(name=opts["generator"], in_channels=opts["input_channels"],
-                        out_channels=opts["output_channels"], base_channels=opts["ngf"], norm=opts["norm"],
-                        dropout=opts["dropout"], init=opts["init_kind"])
-    d = DiscriminatorConfig(name=opts["discriminator"], in_channels=g.in_channels + g.out_channels,
-                            base_channels=opts["ndf"], n_layers=opts["n_layers_d"], norm=opts["norm"],
-                            init=opts["init_kind"])
-    model_cfg = Pix2PixConfig(generator=g, discriminator=d, direction=opts["direction"], gan_loss=opts["gan_loss"],
-                              lambda_l1=opts["lambda_l1"])
+    g = generator_config(opts, opts["input_channels"], opts["output_channels"])
+    model_cfg = Pix2PixConfig(generator=g, discriminator=discriminator_config(opts, g.in_channels + g.out_channels),
+                              direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"])
     run_training("pix2pix", model_cfg, data_config(opts, opts["layout"]), opts)
+
+
+@train.command(epilog="""\b
+Examples:
+  i2i train cyclegan --data datasets/summer2winter_yosemite
+  i2i train cyclegan --data datasets/horse2zebra --max-steps 20000 --crop-size 128 --precision bf16
+  i2i train cyclegan --data datasets/horse2zebra --max-steps 40000 --resume     # continue
+""")
+@training_options
+@network_options(generator="resnet_9blocks", norm="instance", dropout=False, gan_loss="lsgan")
+@click.option("--a-channels", type=CHANNELS, default=3, show_default=True, help="Channels of domain A images.")
+@click.option("--b-channels", type=CHANNELS, default=3, show_default=True, help="Channels of domain B images.")
+@click.option("--lambda-cycle", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Weight of both cycle-consistency L1 terms.")
+@click.option("--lambda-identity", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Identity loss weight, times --lambda-cycle (0: off; needs equal channels).")
+@click.option("--pool-size", type=click.IntRange(min=0), default=50, show_default=True,
+              help="History of generated images shown to the discriminators (0: off).")
+@click.option("--serial/--no-serial", default=False, show_default=True,
+              help="Pair A[i] with B[i] in order instead of a random B.")
+def cyclegan(**opts) -> None:
+    """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs)."""
+    a, b = opts["a_channels"], opts["b_channels"]
+    model_cfg = CycleGANConfig(
+        g_ab=generator_config(opts, a, b), g_ba=generator_config(opts, b, a),
+        d_a=discriminator_config(opts, a), d_b=discriminator_config(opts, b),
+        gan_loss=opts["gan_loss"], lambda_cycle=opts["lambda_cycle"], lambda_identity=opts["lambda_identity"],
+        pool_size=opts["pool_size"],
+    )
+    run_training("cyclegan", model_cfg, data_config(opts, serial=opts["serial"]), opts)
 
 
 @main.command(epilog="""\b

@@ -27,6 +27,7 @@ class DataConfig:
     crop_size: int = 256
     flip: bool = True
     strict: bool = False  # fail on the first unreadable image instead of skipping it
+    serial: bool = False  # unpaired data only: pair A[i] with B[i % |B|] instead of a random B
 
 
 @dataclass

@@ -66,3 +66,36 @@ def same_weights(ckpt_a: Path, ckpt_b: Path, names: tuple[str, ...] = ("G", "D")
         if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
             return False
     return True
+
+
+def write_unpaired(root: Path, n_a: int = 5, n_b: int = 3, size: int = 32, seed: int = 0) -> Path:
+    """An unpaired dataset: root/trainA (n_a images), root/trainB (n_b images, a different size)."""
+    rng = np.random.default_rng(seed)
+    for domain, n, shape in (("A", n_a, (size, size)), ("B", n_b, (size + 8, size + 4))):
+        folder = root / f"train{domain}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+            img = Image.fromarray(small).resize(shape[::-1], Image.BILINEAR)
+            img.save(folder / f"{domain.lower()} {i:02d}.png")  # spaces in names, as in the real sets
+    return root
+
+
+def tiny_cyclegan_config(data_root: Path, runs_dir: Path, name: str = "cg", max_steps: int = 4, **train) -> RunConfig:
+    """A CycleGAN run small enough for unit tests: resnet_6blocks with 4 base channels on 32 px crops."""
+    from i2i.models.cyclegan import CycleGANConfig
+
+    def g() -> GeneratorConfig:
+        return GeneratorConfig(name="resnet_6blocks", base_channels=4, norm="instance", dropout=False)
+
+    def d() -> DiscriminatorConfig:
+        return DiscriminatorConfig(name="basic", in_channels=3, base_channels=4, norm="instance")
+
+    defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
+                    save_every=2, workers=0, deterministic=True)
+    return RunConfig(
+        model="cyclegan",
+        model_config=CycleGANConfig(g_ab=g(), g_ba=g(), d_a=d(), d_b=d(), pool_size=3),
+        data=DataConfig(root=str(data_root), load_size=36, crop_size=32),
+        train=TrainConfig(**{**defaults, **train}),
+    )

@@ -27,6 +27,16 @@ NUM_DOWNS = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
 CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: intra-op threads only add overhead, and on a busy 2-core machine OpenMP
+    threads fighting other processes made this module ~10x slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)

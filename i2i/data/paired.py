@@ -39,7 +39,14 @@ def detect_layout(folder: Path) -> str:
 def match_pairs(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
     """Pair files of two folders by stem (recursively); every A needs its B and vice versa."""
     def by_stem(folder: Path) -> dict[str, Path]:
-        return {str(p.relative_to(folder).with_suffix("")): p for p in list_images(folder, recursive=True)}
+        stems: dict[str, Path] = {}
+        for p in list_images(folder, recursive=True):
+            stem = str(p.relative_to(folder).with_suffix(""))
+            if stem in stems:
+                raise DataError(f"two images share the name {stem!r}: {stems[stem]} and {p}; pairs are matched "
+                                "by name, so keep one of them")
+            stems[stem] = p
+        return stems
 
     a, b = by_stem(folder_a), by_stem(folder_b)
     if not a:

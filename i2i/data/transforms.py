@@ -61,7 +61,7 @@ def single_transform(cfg: DataConfig, train: bool = True) -> A.Compose:
 
 def to_tensor(x: np.ndarray) -> torch.Tensor:
     """HxWxC float32 in [0, 1] -> CxHxW tensor in [-1, 1] (clipped: bicubic resizing overshoots)."""
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy()).mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
 
 
 def to_image(t: torch.Tensor, dtype: np.dtype = np.uint8) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from i2i.models.cyclegan import CycleGAN, CycleGANConfig
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 
-MODELS = {"pix2pix": Pix2Pix}
+MODELS = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 
-__all__ = ["MODELS", "Pix2Pix", "Pix2PixConfig"]
+__all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Pix2Pix", "Pix2PixConfig"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -12,10 +11,9 @@ from torch import nn
 from i2i.config import DataConfig
 from i2i.data.paired import PairedDataset
 from i2i.data.transforms import paired_transform
+from i2i.models.common import Batch, frozen
 from i2i.models.losses import GANLoss, gradient_penalty
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
-
-Batch = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -28,19 +26,6 @@ class Pix2PixConfig:
     gan_loss: str = "vanilla"
     lambda_l1: float = 100.0
     lambda_gp: float = 10.0  # used by the wgangp loss only
-
-
-@contextmanager
-def frozen(net: nn.Module):
-    """Turn off gradients for `net`'s parameters (they still pass gradients through to inputs)."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 class Pix2Pix(nn.Module):

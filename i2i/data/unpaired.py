@@ -1,0 +1,78 @@
+"""Unpaired images: ROOT/trainA/ and ROOT/trainB/ (or testA/, testB/), any counts, any sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+from torch.utils.data import Dataset
+
+from i2i.data.io import ImageReadError, list_images, read_image, to_float
+from i2i.data.paired import DataError
+from i2i.data.sampling import Skipped, split_key
+from i2i.data.transforms import to_tensor
+
+
+def domain_folder(root: str | Path, split: str, domain: str) -> Path:
+    """ROOT/{split}{domain}, checked to exist and hold images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    folder = root / f"{split}{domain}"
+    if not folder.is_dir():
+        raise DataError(f"domain folder {folder} does not exist (unpaired data needs {split}A/ and {split}B/)")
+    return folder
+
+
+class UnpairedDataset(Dataset):
+    """Yields {"A", "B", "path_A", "path_B"}; each image gets its own random geometry.
+
+    An epoch is max(|A|, |B|) samples: item i takes A[i % |A|] and, unless `serial`, a B drawn at
+    random from the sample's seed (so a resumed run draws the same Bs); with `serial`, B[i % |B|].
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        a_channels: int = 3,
+        b_channels: int = 3,
+        transform: A.Compose | None = None,
+        serial: bool = False,
+        strict: bool = False,
+    ) -> None:
+        self.files: dict[str, list[Path]] = {}
+        for domain in ("A", "B"):
+            folder = domain_folder(root, split, domain)
+            self.files[domain] = list_images(folder, recursive=True)
+            if not self.files[domain]:
+                raise DataError(f"no images in {folder}")
+        self.channels = {"A": a_channels, "B": b_channels}
+        self.transform, self.serial, self.strict = transform, serial, strict
+
+    def __len__(self) -> int:
+        return max(len(self.files["A"]), len(self.files["B"]))
+
+    def _load(self, domain: str, index: int, seed: int) -> np.ndarray:
+        x = to_float(read_image(self.files[domain][index]), self.channels[domain])
+        if self.transform is not None:
+            self.transform.set_random_seed(seed)
+            x = self.transform(image=x)["image"]
+        return x
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | Skipped:
+        index, seed = split_key(key)
+        seed_a, seed_b, pick = (int(v) for v in np.random.default_rng(seed).integers(0, 2**31 - 1, size=3))
+        indices = {"A": index % len(self.files["A"]),
+                   "B": index % len(self.files["B"]) if self.serial else pick % len(self.files["B"])}
+        images = {}
+        for domain, domain_seed in (("A", seed_a), ("B", seed_b)):
+            try:
+                images[domain] = to_tensor(self._load(domain, indices[domain], domain_seed))
+            except ImageReadError as err:
+                if self.strict:
+                    raise
+                return Skipped(str(self.files[domain][indices[domain]]), str(err))
+        paths = {f"path_{d}": str(self.files[d][i]) for d, i in indices.items()}
+        return {**images, **paths}
