@@ -8,7 +8,18 @@ from pathlib import Path
 
 import click
 
-from i2i.config import DEVICES, DIRECTIONS, LAYOUTS, PRECISIONS, PREPROCESS_MODES, DataConfig, RunConfig, TrainConfig
+from i2i.config import (
+    DEVICES,
+    DIRECTIONS,
+    FORMATS,
+    LAYOUTS,
+    PRECISIONS,
+    PREPROCESS_MODES,
+    SIZE_MODES,
+    DataConfig,
+    RunConfig,
+    TrainConfig,
+)
 from i2i.models.cyclegan import CycleGANConfig
 from i2i.models.losses import GAN_LOSSES
 from i2i.models.pix2pix import Pix2PixConfig
@@ -182,6 +193,62 @@ def cyclegan(**opts) -> None:
         pool_size=opts["pool_size"],
     )
     run_training("cyclegan", model_cfg, data_config(opts, serial=opts["serial"]), opts)
+
+
+@main.command(epilog="""\b
+Examples:
+  i2i translate checkpoints/facades_pix2pix labels/ photos/
+  i2i translate checkpoints/yosemite photo.jpg winter.png --direction AtoB
+  i2i translate checkpoints/maps big_tiles/ out/ --tile 512 --precision bf16 --format png
+  i2i translate RUN IN OUT      # again after a kill: finished files are skipped
+""")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
+              help="Which generator of a CycleGAN run [default: the run's only one].")
+@click.option("--batch-size", type=POSITIVE, default=4, show_default=True, help="Same-size images per batch.")
+@click.option("--tile", type=click.IntRange(min=16), default=None,
+              help="Translate in tiles of this size [default: only images above ~2.4 MP, in 512 px tiles].")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=64, show_default=True)
+@click.option("--size-mode", type=click.Choice(SIZE_MODES), default="pad", show_default=True,
+              help="pad: reflect-pad to the network's multiple and crop back; resize: to the training size and back.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="same", show_default=True,
+              help="Output file type (same: keep each input's extension).")
+@click.option("--overwrite/--no-overwrite", default=False, show_default=True,
+              help="Replace outputs that already exist (default: skip them, so a killed run resumes).")
+@click.option("--strict/--no-strict", default=False, show_default=True,
+              help="Stop at the first unreadable image (default: report it and go on).")
+@click.option("--allow-output-inside-input", is_flag=True, help="Permit OUTPUT inside the INPUT folder.")
+@click.option("--keep-dropout/--no-keep-dropout", default=False, show_default=True,
+              help="Keep dropout on (the paper's stochastic outputs).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
+    """Translate an image file or a whole folder tree with a trained run; OUTPUT mirrors INPUT's names."""
+    from i2i.data.io import ImageReadError
+    from i2i.inference import Translator
+
+    try:
+        translator = Translator.from_pretrained(
+            checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
+            keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
+            tile_overlap=opts["tile_overlap"])
+        if input_path.is_file() and output.suffix:  # a single file to a file name
+            summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"])
+        else:
+            summary = translator.translate_dir(
+                input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
+                batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
+                progress=opts["progress"])
+    except (ImageReadError, ValueError, FileNotFoundError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(summary.line())
+    if summary.translated == 0 and summary.skipped == 0:
+        raise click.ClickException("nothing could be translated")
+    if summary.failed and opts["strict"]:
+        raise click.ClickException(f"{len(summary.failed)} image(s) failed")
 
 
 @main.command(epilog="""\b

@@ -14,6 +14,8 @@ LAYOUTS = ("auto", "side_by_side", "folders")
 DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
+SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
+FORMATS = ("same", "png", "jpg")  # inference: output file type
 
 
 @dataclass

@@ -51,7 +51,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 # PIL reduces 16-bit RGB(A) PNG/TIFF to 8 bits; OpenCV keeps all 16.
                 array = _apply_orientation(_decode_unchanged(data), _orientation(img))
             else:
-                array = _pil_to_array(_exif_transposed(img))
+                array = pil_to_array(_exif_transposed(img))
     except UnidentifiedImageError as err:
         raise ImageReadError(f"cannot read image {path}: not a recognised image format") from err
     except (OSError, ValueError, SyntaxError, cv2.error, Image.DecompressionBombError) as err:
@@ -105,7 +105,8 @@ def _decode_unchanged(data: bytes) -> np.ndarray:
     return array
 
 
-def _pil_to_array(img: Image.Image) -> np.ndarray:
+def pil_to_array(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as an HxW[xC] uint8/uint16 array (palette/CMYK converted to RGB[A])."""
     if img.mode in _SIXTEEN_BIT_MODES:
         return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
     if img.mode == "F":
