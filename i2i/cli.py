@@ -11,6 +11,7 @@ import click
 from i2i.config import (
     DEVICES,
     DIRECTIONS,
+    EXPORT_FORMATS,
     FORMATS,
     LAYOUTS,
     PRECISIONS,
@@ -85,7 +86,6 @@ def training_options(fn: Callable) -> Callable:
 
 def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
     """Assemble the RunConfig and train it (or print it for --dry-run)."""
-    from i2i.trainer import RunError
     from i2i.trainer import train as train_run
 
     name = opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
@@ -102,7 +102,7 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         return
     try:
         summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"])
-    except (RunError, ValueError, OSError) as err:
+    except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
         raise click.ClickException(str(err)) from err
     click.echo(summary.line())
 
@@ -249,6 +249,27 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
         raise click.ClickException("nothing could be translated")
     if summary.failed and opts["strict"]:
         raise click.ClickException(f"{len(summary.failed)} image(s) failed")
+
+
+@main.command("export", epilog="""\b
+Examples:
+  i2i export checkpoints/facades_pix2pix facades.onnx
+  i2i export checkpoints/yosemite winter.pt --format torchscript --direction AtoB
+""")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="onnx", show_default=True)
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
+              help="Which generator of a CycleGAN run [default: the run's only one].")
+def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None) -> None:
+    """Export a generator with dynamic batch/height/width (input NCHW in [-1, 1], any size)."""
+    from i2i.export import export
+
+    try:
+        path = export(checkpoint, out, fmt=fmt, direction=direction)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {path}")
 
 
 @main.command(epilog="""\b

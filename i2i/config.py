@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
 FORMATS = ("same", "png", "jpg")  # inference: output file type
+EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 @dataclass

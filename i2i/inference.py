@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
 from i2i.config import FORMATS, SIZE_MODES, RunConfig
 from i2i.data.io import ImageReadError, list_images, pil_to_array, read_image, to_float, write_image
-from i2i.data.transforms import to_image, to_tensor
+from i2i.data.tensors import to_image, to_tensor
+from i2i.devices import DTYPES, autocast, pick_device
 from i2i.models import MODELS
 from i2i.nets import GeneratorConfig
-from i2i.trainer import DTYPES, pick_device
 
 AUTO_TILE_PIXELS = 1536 * 1536  # above this many (padded) pixels an image is translated in tiles
 DEFAULT_TILE = 512
@@ -68,7 +68,8 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
         raise FileNotFoundError(f"no weights files in {resolved}")
     config, network = read_metadata(files[0])
     cfg = RunConfig.from_dict(config)
-    model = MODELS[cfg.model](cfg.model_config)
+    with torch.device("meta"):  # no memory and no random init: the weights are loaded below
+        model = MODELS[cfg.model](cfg.model_config)
     available = model.generators()  # direction -> network name
     if resolved.is_file():
         by_network = {name: d for d, name in available.items()}
@@ -86,7 +87,7 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
         raise ValueError(f"{path} translates {', '.join(available)} only, not {direction}")
     name = available[direction]
     net = model.networks()[name]
-    net.load_state_dict(load_weights(resolved if resolved.is_file() else resolved / f"{name}.safetensors"))
+    net.load_state_dict(load_weights(resolved if resolved.is_file() else resolved / f"{name}.safetensors"), assign=True)
     return net, model.generator_config(name), cfg, direction
 
 
@@ -182,7 +183,7 @@ class Translator:
     # -- tensors ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with autocast(self.device, self.dtype):
             return self.net(x.to(self.device, non_blocking=True)).float()
 
     def needs_tiling(self, height: int, width: int) -> bool:

@@ -21,10 +21,9 @@ from i2i.checkpoint import latest_checkpoint, load_state, load_weights, save_che
 from i2i.config import RunConfig
 from i2i.data.io import atomic_write_bytes, write_image
 from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
-from i2i.data.transforms import to_image
+from i2i.data.tensors import to_image
+from i2i.devices import DTYPES, autocast, pick_device
 from i2i.models import MODELS
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class RunError(RuntimeError):
@@ -49,15 +48,6 @@ class Summary:
         return (f"done: {self.steps} steps ({self.epochs} epochs) in {self.seconds:.1f} s, "
                 f"{self.images_per_s:.2f} img/s, {self.skipped} unreadable images skipped; {losses}; "
                 f"checkpoint {self.checkpoint}")
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available; asking for CUDA without one is an error, not a silent fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 def default_workers(device: torch.device) -> int:
@@ -197,7 +187,7 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+        return autocast(self.device, self.dtype)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One generator forward, then each optimizer's update in the model's order; returns losses, fakes."""

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from i2i.config import PREPROCESS_MODES, DataConfig
-from i2i.data.transforms import ScaleWidth, geometry, paired_transform, single_transform, to_image, to_tensor
+from i2i.data.tensors import to_image, to_tensor
+from i2i.data.transforms import ScaleWidth, geometry, paired_transform, single_transform
 
 LOAD, CROP = 48, 32
 SEEDS = range(24)

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from i2i.data.io import ImageReadError, list_images, read_image, to_float
 from i2i.data.paired import DataError
 from i2i.data.sampling import Skipped, split_key
-from i2i.data.transforms import to_tensor
+from i2i.data.tensors import to_tensor
 
 
 def domain_folder(root: str | Path, split: str, domain: str) -> Path:

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from i2i.config import DataConfig
-from i2i.data.transforms import single_transform
-from i2i.data.unpaired import UnpairedDataset
 from i2i.models.common import Batch, frozen
 from i2i.models.image_pool import ImagePool
 from i2i.models.losses import GANLoss, gradient_penalty
@@ -70,7 +69,11 @@ class CycleGAN(nn.Module):
     def generator_config(self, name: str) -> GeneratorConfig:
         return {"G_AB": self.cfg.g_ab, "G_BA": self.cfg.g_ba}[name]
 
-    def make_dataset(self, data: DataConfig, split: str = "train", train: bool = True) -> UnpairedDataset:
+    def make_dataset(self, data: DataConfig, split: str = "train", train: bool = True) -> Dataset:
+        """Unpaired trainA/ + trainB/ data with each domain's channel count."""
+        from i2i.data.transforms import single_transform  # the data pipeline is only needed for training
+        from i2i.data.unpaired import UnpairedDataset
+
         return UnpairedDataset(data.root, split=split, a_channels=self.cfg.g_ab.in_channels,
                                b_channels=self.cfg.g_ab.out_channels, transform=single_transform(data, train),
                                serial=data.serial, strict=data.strict)

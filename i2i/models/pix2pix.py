@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from i2i.config import DataConfig
-from i2i.data.paired import PairedDataset
-from i2i.data.transforms import paired_transform
 from i2i.models.common import Batch, frozen
 from i2i.models.losses import GANLoss, gradient_penalty
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
@@ -59,8 +58,11 @@ class Pix2Pix(nn.Module):
         """The architecture config of generator `name` (channels, size rules) for inference."""
         return {"G": self.cfg.generator}[name]
 
-    def make_dataset(self, data: DataConfig, split: str = "train", train: bool = True) -> PairedDataset:
+    def make_dataset(self, data: DataConfig, split: str = "train", train: bool = True) -> Dataset:
         """The paired data this model trains on, with the channel counts and direction it expects."""
+        from i2i.data.paired import PairedDataset  # the data pipeline is only needed for training
+        from i2i.data.transforms import paired_transform
+
         g = self.cfg.generator
         return PairedDataset(data.root, split=split, layout=data.layout, direction=self.cfg.direction,
                              in_channels=g.in_channels, out_channels=g.out_channels,

@@ -1,0 +1,64 @@
+"""Exported generators (ONNX via onnxruntime, TorchScript) match PyTorch on several sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from helpers import tiny_config, write_pairs
+from i2i.cli import main
+from i2i.export import export
+from i2i.inference import Translator
+from i2i.trainer import train
+
+SHAPES = [(1, 3, 64, 64), (1, 3, 100, 70), (2, 3, 80, 96)]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    return train(tiny_config(write_pairs(tmp / "pairs"), tmp / "runs", max_steps=2), progress=False).run_dir
+
+
+def reference(run_dir: Path, x: torch.Tensor) -> np.ndarray:
+    return Translator.from_pretrained(run_dir).translate_tensor(x).numpy()
+
+
+def test_onnx_matches_pytorch(run_dir: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX checks need the export extra (onnxruntime)")
+    import onnx
+
+    path = export(run_dir, tmp_path / "g.onnx", fmt="onnx")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["i2i"])["direction"] == "AtoB"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for shape in SHAPES:
+        x = torch.rand(*shape) * 2 - 1
+        (y,) = session.run(None, {name: x.numpy()})
+        assert y.shape == shape
+        np.testing.assert_allclose(y, reference(run_dir, x), atol=1e-4)
+
+
+def test_torchscript_matches_pytorch(run_dir: Path, tmp_path: Path) -> None:
+    path = export(run_dir, tmp_path / "g.pt", fmt="torchscript")
+    extra = {"i2i.json": ""}
+    module = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["i2i.json"])["i2i_config"]["model"] == "pix2pix"
+    for shape in SHAPES:
+        x = torch.rand(*shape) * 2 - 1
+        with torch.no_grad():
+            y = module(x).numpy()
+        np.testing.assert_allclose(y, reference(run_dir, x), atol=1e-4)
+
+
+def test_cli_export(run_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", str(run_dir), str(tmp_path / "g.pt"), "--format", "torchscript"])
+    assert result.exit_code == 0 and (tmp_path / "g.pt").is_file()
+    bad = CliRunner().invoke(main, ["export", str(run_dir), str(tmp_path / "g.x"), "--format", "tflite"])
+    assert bad.exit_code == 2 and "onnx" in bad.output
