@@ -65,7 +65,12 @@ def training_options(fn: Callable) -> Callable:
         click.option("--strict/--no-strict", default=False, show_default=True,
                      help="Fail on an unreadable image instead of skipping it."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="auto: bf16 autocast where it is native (recent CPUs, most GPUs), else fp32."),
+        click.option("--channels-last/--no-channels-last", default=None,
+                     help="NHWC memory layout [default: on for CUDA, off on the CPU where it measured no gain]."),
+        click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+                     help="torch.compile the networks (falls back to eager with a message)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--deterministic/--no-deterministic", default=False, show_default=True,
                      help="Deterministic algorithms only (bit-exact resume on the CPU)."),
@@ -92,7 +97,8 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     train_cfg = TrainConfig(
         name=name, runs_dir=str(opts["runs_dir"]), epochs=opts["epochs"], decay_epochs=opts["decay_epochs"],
         max_steps=opts["max_steps"], batch_size=opts["batch_size"], lr=opts["lr"], beta1=opts["beta1"],
-        device=opts["device"], precision=opts["precision"], seed=opts["seed"], deterministic=opts["deterministic"],
+        device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"],
+        compile=opts["compile_"], seed=opts["seed"], deterministic=opts["deterministic"],
         workers=opts["workers"], log_every=opts["log_every"], sample_every=opts["sample_every"],
         save_every=opts["save_every"], keep_last=opts["keep_last"],
     )

@@ -6,14 +6,17 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -22,7 +25,7 @@ from i2i.config import RunConfig
 from i2i.data.io import atomic_write_bytes, write_image
 from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
 from i2i.data.tensors import to_image
-from i2i.devices import DTYPES, autocast, pick_device
+from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.models import MODELS
 
 
@@ -81,17 +84,23 @@ class Trainer:
         t = cfg.train
         self.run_dir = cfg.run_dir
         self.device = pick_device(t.device)
-        if t.precision not in DTYPES:
-            raise RunError(f"unknown precision {t.precision!r}; choose from {', '.join(DTYPES)}")
-        if t.precision == "fp16" and self.device.type == "cpu":
+        self.precision = resolve_precision(t.precision, self.device)
+        if self.precision == "fp16" and self.device.type == "cpu":
             raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
-        self.dtype = DTYPES[t.precision]
+        self.dtype = DTYPES[self.precision]
+        channels_last = self.device.type == "cuda" if t.channels_last is None else t.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not t.deterministic  # fixed crop sizes: pick the fastest kernels
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if t.deterministic:
             torch.use_deterministic_algorithms(True)
         seed_everything(t.seed)
 
-        self.model = MODELS[cfg.model](cfg.model_config).to(self.device)
+        self.model = MODELS[cfg.model](cfg.model_config).to(self.device, memory_format=self.memory_format)
         self.model.train()
+        if t.compile:
+            compile_networks(self.model.networks().values(), self.device)
         self.dataset = self.model.make_dataset(cfg.data, train=True)
         self.sampler = EpochSampler(len(self.dataset), seed=t.seed, shuffle=True)
         workers = default_workers(self.device) if t.workers is None else t.workers
@@ -115,7 +124,7 @@ class Trainer:
             group: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
             for group, opt in self.optimizers.items()
         }
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
         self.step, self.epoch, self.position = 0, 0, 0
         self.skipped: set[str] = set()  # unreadable files seen so far (each is warned about once)
@@ -230,7 +239,7 @@ class Trainer:
                 n = batch_size_of(raw)
                 if n == 0:
                     continue
-                batch = to_device(raw, self.device)
+                batch = to_device(raw, self.device, self.memory_format)
                 losses, fakes = self.train_step(batch)
                 self.step += 1
                 trained = True
@@ -276,9 +285,23 @@ class Trainer:
         write_image(self.run_dir / "samples" / f"step_{self.step:06d}.png", sample_grid(images))
 
 
-def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict, device: torch.device,
+              memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, torch.Tensor]:
     """The batch's tensors on `device` (paths and skip lists stay behind)."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    return {k: v.to(device, non_blocking=True, memory_format=memory_format)
+            for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def compile_networks(networks: Iterable[nn.Module], device: torch.device) -> None:
+    """torch.compile each network in place (weights keep their names); fall back to eager with a message."""
+    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        tqdm.write("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly", file=sys.stderr)
+        return
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eagerly instead
+    for net in networks:
+        net.compile()
 
 
 def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarray:

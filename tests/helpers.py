@@ -47,7 +47,7 @@ def tiny_config(data_root: Path, runs_dir: Path, name: str = "tiny", max_steps: 
     g = GeneratorConfig(name="unet_64", base_channels=4)
     d = DiscriminatorConfig(name="basic", in_channels=6, base_channels=4)
     defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
-                    save_every=2, workers=0, deterministic=True)
+                    save_every=2, workers=0, deterministic=True, precision="fp32")
     return RunConfig(
         model="pix2pix",
         model_config=Pix2PixConfig(generator=g, discriminator=d),
@@ -92,7 +92,7 @@ def tiny_cyclegan_config(data_root: Path, runs_dir: Path, name: str = "cg", max_
         return DiscriminatorConfig(name="basic", in_channels=3, base_channels=4, norm="instance")
 
     defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
-                    save_every=2, workers=0, deterministic=True)
+                    save_every=2, workers=0, deterministic=True, precision="fp32")
     return RunConfig(
         model="cyclegan",
         model_config=CycleGANConfig(g_ab=g(), g_ba=g(), d_a=d(), d_b=d(), pool_size=3),

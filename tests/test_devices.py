@@ -1,0 +1,48 @@
+"""Device and precision choice, and the trainer's speed switches (channels_last, compile fallback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import tiny_config
+from i2i.devices import has_fast_bf16, pick_device, resolve_precision
+from i2i.inference import Translator
+from i2i.trainer import RunError, Trainer, train
+
+
+def test_auto_precision_follows_the_hardware() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if has_fast_bf16(cpu) else "fp32")
+    assert resolve_precision("fp16", cpu) == "fp16"
+    with pytest.raises(ValueError, match="auto, fp32, bf16, fp16"):
+        resolve_precision("int8", cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_asking_for_cuda_without_one_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        pick_device("cuda")
+    assert pick_device("auto").type == "cpu"
+
+
+def test_fp16_training_on_the_cpu_is_refused(paired_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="fp16"):
+        Trainer(tiny_config(paired_root, tmp_path / "runs", precision="fp16", device="cpu"), progress=False)
+
+
+def test_channels_last_trains_and_saves_loadable_weights(paired_root: Path, tmp_path: Path) -> None:
+    summary = train(tiny_config(paired_root, tmp_path / "runs", max_steps=2, channels_last=True), progress=False)
+    out = Translator.from_pretrained(summary.run_dir)(torch.rand(3, 64, 64) * 2 - 1)
+    assert out.shape == (3, 64, 64) and torch.isfinite(out).all()
+
+
+def test_compile_without_a_compiler_falls_back_with_a_message(
+    paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("i2i.trainer.shutil.which", lambda name: None)
+    summary = train(tiny_config(paired_root, tmp_path / "runs", max_steps=1, compile=True), progress=False)
+    assert summary.steps == 1
+    assert "--compile needs a C++ compiler" in capsys.readouterr().err
