@@ -41,25 +41,29 @@ def step_name(step: int) -> str:
 
 def save_checkpoint(
     run_dir: Path, step: int, networks: dict[str, nn.Module], state: dict[str, Any], config: dict[str, Any],
-    keep_last: int = 3,
+    keep_last: int = 3, name: str | None = None,
 ) -> Path:
-    """Write weights + state for `step`, point `latest` at it, and prune all but the newest `keep_last`."""
+    """Write weights + state for `step`, point `latest` at it, and prune all but the newest `keep_last`.
+
+    A `name` (e.g. "best") writes ckpt/NAME instead, leaving `latest` and the step checkpoints alone.
+    """
     root = Path(run_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / step_name(step)
-    tmp = root / f".tmp_{step_name(step)}_{os.getpid()}"
+    final = root / (name or step_name(step))
+    tmp = root / f".tmp_{final.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     metadata = {CONFIG_KEY: json.dumps(config)}
-    for name, net in networks.items():
+    for net_name, net in networks.items():
         weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(net).state_dict().items()}
-        save_file(weights, str(tmp / f"{name}.safetensors"), metadata={**metadata, "network": name})
+        save_file(weights, str(tmp / f"{net_name}.safetensors"), metadata={**metadata, "network": net_name})
     torch.save(state, tmp / STATE_FILE)
     if final.exists():  # re-saving the same step (e.g. right after a resume): replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    atomic_write_bytes(Path(run_dir) / LATEST, final.name.encode())
-    _prune(root, keep_last, keep=final.name)
+    if name is None:
+        atomic_write_bytes(Path(run_dir) / LATEST, final.name.encode())
+        _prune(root, keep_last, keep=final.name)
     return final
 
 

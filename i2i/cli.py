@@ -76,6 +76,18 @@ def training_options(fn: Callable) -> Callable:
                      help="Deterministic algorithms only (bit-exact resume on the CPU)."),
         click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="DataLoader worker processes [default: picked for the machine]."),
+        click.option("--val-every", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Score held-out images every N steps and keep the best checkpoint (0: never)."),
+        click.option("--val-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="Held-out data root [default: --data]."),
+        click.option("--val-split", default="val", show_default=True, help="Held-out split (falls back to test)."),
+        click.option("--val-size", type=POSITIVE, default=16, show_default=True, help="Images scored each time."),
+        click.option("--val-fid/--no-val-fid", default=False, show_default=True,
+                     help="Also FID/KID at validation (needs i2i[metrics]; required for CycleGAN)."),
+        click.option("--best-metric", default=None,
+                     help="Validation metric that picks ckpt/best [default: val_psnr, or the first FID]."),
+        click.option("--tensorboard/--no-tensorboard", default=False, show_default=True,
+                     help="Also log to RUN/tensorboard (needs the tensorboard package)."),
         click.option("--log-every", type=POSITIVE, default=10, show_default=True),
         click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True,
                      help="Write a sample grid every N steps (0: never)."),
@@ -99,7 +111,10 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         max_steps=opts["max_steps"], batch_size=opts["batch_size"], lr=opts["lr"], beta1=opts["beta1"],
         device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"],
         compile=opts["compile_"], seed=opts["seed"], deterministic=opts["deterministic"],
-        workers=opts["workers"], log_every=opts["log_every"], sample_every=opts["sample_every"],
+        workers=opts["workers"], val_every=opts["val_every"],
+        val_data=None if opts["val_data"] is None else str(opts["val_data"]), val_split=opts["val_split"],
+        val_size=opts["val_size"], val_fid=opts["val_fid"], best_metric=opts["best_metric"],
+        tensorboard=opts["tensorboard"], log_every=opts["log_every"], sample_every=opts["sample_every"],
         save_every=opts["save_every"], keep_last=opts["keep_last"],
     )
     cfg = RunConfig(model=model, model_config=model_config, data=data, train=train_cfg)
@@ -276,6 +291,70 @@ def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {path}")
+
+
+@main.command("eval", epilog="""\b
+Examples:
+  i2i eval checkpoints/facades_pix2pix --data datasets/facades --split val
+  i2i eval checkpoints/yosemite --data datasets/summer2winter_yosemite --split test --direction AtoB
+  i2i eval --outputs results/ --targets datasets/facades/val_photos/
+""")
+@click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset root whose held-out split is translated and scored.")
+@click.option("--split", default="val", show_default=True, help="val or test (each falls back to the other).")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None, help="CycleGAN: which generator.")
+@click.option("--outputs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score this folder of results instead of a checkpoint (with --targets).")
+@click.option("--targets", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--paired/--unpaired", default=True, show_default=True,
+              help="With --outputs: also PSNR/SSIM of same-named files.")
+@click.option("--fid/--no-fid", default=True, show_default=True, help="FID/KID (needs i2i[metrics]).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also score the inputs themselves (the identity translation).")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the translated split here [default: a temp folder].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory].")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> None:
+    """Score a trained run on a held-out split, or two folders against each other (PSNR, SSIM, FID, KID)."""
+    import json
+
+    from i2i.evaluate import evaluate_run, format_table, score_folders
+    from i2i.metrics import json_safe
+
+    try:
+        if opts["outputs"] is not None:
+            if checkpoint is not None or opts["targets"] is None:
+                raise click.UsageError("--outputs needs --targets and no CHECKPOINT")
+            result = json_safe({"scores": score_folders(opts["outputs"], opts["targets"], paired=opts["paired"],
+                                                        fid=opts["fid"])})
+        else:
+            if checkpoint is None or data_root is None:
+                raise click.UsageError("give CHECKPOINT and --data (or --outputs and --targets)")
+            result = evaluate_run(checkpoint, data_root, split=opts["split"], direction=opts["direction"],
+                                  work_dir=opts["work_dir"], fid=opts["fid"], baseline=opts["baseline"],
+                                  device=opts["device"], precision=opts["precision"])
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(format_table(result))
+    json_out = opts["json_out"]
+    if json_out is None and checkpoint is not None and checkpoint.is_dir() and (checkpoint / "config.json").exists():
+        json_out = checkpoint / f"eval_{result['split']}.json"
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2))
+        click.echo(f"scores written to {json_out}")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report_command(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html (config, loss and metric curves, sample grids, latest metrics)."""
+    from i2i.report import build_report
+
+    click.echo(f"wrote {build_report(run_dir)}")
 
 
 @main.command(epilog="""\b

@@ -53,6 +53,13 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     workers: int | None = None  # DataLoader workers; None picks by machine
+    val_every: int = 0  # score held-out images every N steps (0: never)
+    val_data: str | None = None  # root of the held-out data; None: the training root
+    val_split: str = "val"  # falls back to "test" when the data has no val split
+    val_size: int = 16  # images scored each time (a fixed, evenly spaced subset)
+    val_fid: bool = False  # also FID/KID (needs the metrics extra; required for CycleGAN validation)
+    best_metric: str | None = None  # kept as ckpt/best; None: val_psnr for paired models, else the first FID
+    tensorboard: bool = False  # also log to RUN/tensorboard (needs the tensorboard package)
     log_every: int = 10
     sample_every: int = 200
     save_every: int = 500

@@ -12,6 +12,7 @@ from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.data.demo_data import build_day_night
 from i2i.data.io import list_images, read_image, write_image
 from i2i.inference import Translator
+from i2i.metrics import psnr
 from i2i.models.pix2pix import Pix2PixConfig
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
 from i2i.trainer import Summary, train
@@ -41,12 +42,6 @@ class DemoReport:
             f"grid (day | i2i night | true night): {self.out_dir / 'demo_grid.png'}",
             f"run directory: {self.summary.run_dir}",
         ])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (capped at 100 dB for identical images)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def demo_config(data_root: Path, runs_dir: Path, steps: int, seed: int) -> RunConfig:

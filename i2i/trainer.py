@@ -26,7 +26,10 @@ from i2i.data.io import atomic_write_bytes, write_image
 from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
 from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.evaluate import resolve_split
 from i2i.models import MODELS
+from i2i.report import build_report
+from i2i.validation import Validator, higher_is_better
 
 
 class RunError(RuntimeError):
@@ -128,7 +131,18 @@ class Trainer:
 
         self.step, self.epoch, self.position = 0, 0, 0
         self.skipped: set[str] = set()  # unreadable files seen so far (each is warned about once)
+        self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
+        self.validator = self._make_validator() if t.val_every else None
+        self.tensorboard = _tensorboard_writer(self.run_dir) if t.tensorboard else None
         self._prepare_run_dir(resume)
+
+    def _make_validator(self) -> Validator:
+        t = self.cfg.train
+        root = t.val_data or self.cfg.data.root
+        split = resolve_split(Path(root), t.val_split, unpaired=self.model.data_kind == "unpaired")
+        if self.model.data_kind == "unpaired" and not t.val_fid:
+            raise RunError("validating an unpaired model compares distributions: add --val-fid")
+        return Validator(self.model, self.cfg.data, root, split, size=t.val_size, fid=t.val_fid)
 
     # -- run directory ---------------------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -164,11 +178,18 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "model": self.model.training_state(),
             "rng": rng,
+            "best": self.best or {},
         }
 
-    def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.model.networks(), self._state(),
-                               self.cfg.to_dict(), keep_last=self.cfg.train.keep_last)
+    def save(self, name: str | None = None) -> Path:
+        """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html."""
+        path = save_checkpoint(self.run_dir, self.step, self.model.networks(), self._state(),
+                               self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
+        try:
+            build_report(self.run_dir)
+        except Exception as err:  # the report is a view: never let it stop training
+            tqdm.write(f"warning: could not rebuild the report: {err}", file=sys.stderr)
+        return path
 
     def _load(self, ckpt: Path) -> None:
         for name, net in self.model.networks().items():
@@ -176,6 +197,7 @@ class Trainer:
         state = load_state(ckpt)
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.skipped = set(state["skipped"])
+        self.best = state.get("best") or None
         for group, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][group])
             self.schedulers[group].load_state_dict(state["schedulers"][group])
@@ -253,6 +275,8 @@ class Trainer:
                     sums, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 if t.sample_every and self.step % t.sample_every == 0:
                     self._write_samples(self.model.samples(batch, fakes))
+                if t.val_every and self.step % t.val_every == 0:
+                    self._validate()
                 if t.save_every and self.step % t.save_every == 0 and self.step != self.total_steps:
                     self.save()
                 if self.step >= self.total_steps:
@@ -263,6 +287,8 @@ class Trainer:
                 self.epoch, self.position = self.epoch + 1, 0
         bar.close()
         ckpt = self.save()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         seconds = time.perf_counter() - started
         images = (self.step - start_step) * t.batch_size
         summary = Summary(self.run_dir, ckpt, self.step, self.epoch, seconds, images / max(seconds, 1e-9),
@@ -276,13 +302,48 @@ class Trainer:
         losses = dict(zip(keys, values, strict=True))
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         record = {"step": self.step, "epoch": self.epoch, **losses, "lr": lr, "images_per_s": images_per_s}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append_metrics(record)
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if "_" not in k} | {"img/s": f"{images_per_s:.2f}"})
         return losses
 
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch"):
+                    self.tensorboard.add_scalar(key, value, self.step)
+
+    def _validate(self) -> dict[str, float]:
+        """Score the held-out subset, log it, and keep ckpt/best when the chosen metric improved."""
+        scores = self.validator(self.model, self.device, self.dtype)
+        self._append_metrics({"step": self.step, "epoch": self.epoch, **scores})
+        metric = self.cfg.train.best_metric or next(
+            (k for k in scores if "psnr" in k), next((k for k in scores if "fid" in k), None))
+        if metric not in scores:
+            raise RunError(f"--best-metric {metric} is not among the validation metrics: {', '.join(scores)}")
+        value = scores[metric]
+        better = self.best is None or (value > self.best["value"] if higher_is_better(metric)
+                                       else value < self.best["value"])
+        if better:
+            self.best = {"metric": metric, "value": value, "step": self.step}
+            self.save(name="best")
+            atomic_write_bytes(self.run_dir / "best.json", json.dumps(self.best).encode())
+        return scores
+
     def _write_samples(self, images: dict[str, torch.Tensor]) -> None:
-        write_image(self.run_dir / "samples" / f"step_{self.step:06d}.png", sample_grid(images))
+        grid = sample_grid(images)
+        write_image(self.run_dir / "samples" / f"step_{self.step:06d}.png", grid)
+        if self.tensorboard is not None:
+            self.tensorboard.add_image("samples", grid, self.step, dataformats="HWC")
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise RunError("--tensorboard needs the tensorboard package: pip install tensorboard") from err
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def to_device(batch: dict, device: torch.device,

@@ -43,6 +43,7 @@ class CycleGAN(nn.Module):
     """Batches hold unaligned "A" and "B" images. G is updated first, then both discriminators."""
 
     config_class = CycleGANConfig
+    data_kind = "unpaired"
     update_order = ("G", "D")
 
     def __init__(self, cfg: CycleGANConfig) -> None:
@@ -65,6 +66,10 @@ class CycleGAN(nn.Module):
 
     def generators(self) -> dict[str, str]:
         return {"AtoB": "G_AB", "BtoA": "G_BA"}
+
+    def val_views(self) -> dict[str, tuple[str, str, bool]]:
+        """Outputs of each direction are compared with the real images of its target domain (unpaired)."""
+        return {"AtoB": ("A", "B", False), "BtoA": ("B", "A", False)}
 
     def generator_config(self, name: str) -> GeneratorConfig:
         return {"G_AB": self.cfg.g_ab, "G_BA": self.cfg.g_ba}[name]

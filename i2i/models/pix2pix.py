@@ -54,6 +54,10 @@ class Pix2Pix(nn.Module):
         """Direction label -> name of the network that translates it."""
         return {self.cfg.direction: "G"}
 
+    def val_views(self) -> dict[str, tuple[str, str, bool]]:
+        """Direction -> (batch key of its inputs, batch key of the images to compare with, paired?)."""
+        return {self.cfg.direction: ("input", "target", True)}
+
     def generator_config(self, name: str) -> GeneratorConfig:
         """The architecture config of generator `name` (channels, size rules) for inference."""
         return {"G": self.cfg.generator}[name]
