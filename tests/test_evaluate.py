@@ -99,3 +99,15 @@ def test_report_command_rebuilds(tmp_path: Path) -> None:
     (run / "report.html").unlink()
     out = CliRunner().invoke(main, ["report", str(run)])
     assert out.exit_code == 0 and (run / "report.html").is_file()
+
+
+def test_tensorboard_logging_or_a_clear_install_hint(paired_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(paired_root, tmp_path / "runs", max_steps=2, tensorboard=True)
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(RunError, match="pip install tensorboard"):
+            Trainer(cfg, progress=False)
+        return
+    summary = train(cfg, progress=False)
+    assert any((summary.run_dir / "tensorboard").iterdir())
