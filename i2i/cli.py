@@ -93,8 +93,11 @@ def training_options(fn: Callable) -> Callable:
                      help="Write a sample grid every N steps (0: never)."),
         click.option("--save-every", type=click.IntRange(min=0), default=500, show_default=True,
                      help="Checkpoint every N steps (0: only at the end)."),
+        click.option("--save-minutes", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                     help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
         click.option("--keep-last", type=POSITIVE, default=3, show_default=True, help="Checkpoints kept."),
-        click.option("--resume", is_flag=True, help="Continue the run NAME from its latest checkpoint."),
+        click.option("--resume", is_flag=True,
+                     help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
     ]
@@ -115,7 +118,7 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         val_data=None if opts["val_data"] is None else str(opts["val_data"]), val_split=opts["val_split"],
         val_size=opts["val_size"], val_fid=opts["val_fid"], best_metric=opts["best_metric"],
         tensorboard=opts["tensorboard"], log_every=opts["log_every"], sample_every=opts["sample_every"],
-        save_every=opts["save_every"], keep_last=opts["keep_last"],
+        save_every=opts["save_every"], save_minutes=opts["save_minutes"], keep_last=opts["keep_last"],
     )
     cfg = RunConfig(model=model, model_config=model_config, data=data, train=train_cfg)
     if opts["dry_run"]:
@@ -247,7 +250,11 @@ Examples:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
-    """Translate an image file or a whole folder tree with a trained run; OUTPUT mirrors INPUT's names."""
+    """Translate an image file or a whole folder tree with a trained run.
+
+    OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
+    OUTPUT has an extension, the output file itself.
+    """
     from i2i.data.io import ImageReadError
     from i2i.inference import Translator
 

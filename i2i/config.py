@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 200
     save_every: int = 500
+    save_minutes: float = 10.0  # also checkpoint when this long has passed since the last one (0: off)
     keep_last: int = 3
 
 

@@ -132,9 +132,10 @@ class Trainer:
         self.step, self.epoch, self.position = 0, 0, 0
         self.skipped: set[str] = set()  # unreadable files seen so far (each is warned about once)
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
+        self.last_save = time.perf_counter()
         self.validator = self._make_validator() if t.val_every else None
-        self.tensorboard = _tensorboard_writer(self.run_dir) if t.tensorboard else None
         self._prepare_run_dir(resume)
+        self.tensorboard = _tensorboard_writer(self.run_dir) if t.tensorboard else None
 
     def _make_validator(self) -> Validator:
         t = self.cfg.train
@@ -148,10 +149,13 @@ class Trainer:
     def _prepare_run_dir(self, resume: bool) -> None:
         ckpt = latest_checkpoint(self.run_dir)
         if resume:
-            if ckpt is None:
-                raise RunError(f"--resume: {self.run_dir} has no checkpoint to resume from")
-            self._check_same_run()
-            self._load(ckpt)
+            if (self.run_dir / "config.json").is_file():
+                self._check_same_run()
+            if ckpt is None:  # killed before its first checkpoint: nothing to load, so start over
+                tqdm.write(f"note: {self.run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            else:
+                self._load(ckpt)
         elif ckpt is not None:
             raise RunError(f"{self.run_dir} already holds a run (latest checkpoint {ckpt.name}); "
                            "pass --resume to continue it or pick another --name")
@@ -185,6 +189,8 @@ class Trainer:
         """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html."""
         path = save_checkpoint(self.run_dir, self.step, self.model.networks(), self._state(),
                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
+        if name is None:
+            self.last_save = time.perf_counter()
         try:
             build_report(self.run_dir)
         except Exception as err:  # the report is a view: never let it stop training
@@ -277,7 +283,9 @@ class Trainer:
                     self._write_samples(self.model.samples(batch, fakes))
                 if t.val_every and self.step % t.val_every == 0:
                     self._validate()
-                if t.save_every and self.step % t.save_every == 0 and self.step != self.total_steps:
+                due = t.save_every and self.step % t.save_every == 0
+                overdue = t.save_minutes and time.perf_counter() - self.last_save > 60 * t.save_minutes
+                if (due or overdue) and self.step != self.total_steps:
                     self.save()
                 if self.step >= self.total_steps:
                     break

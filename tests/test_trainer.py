@@ -88,8 +88,7 @@ def test_resume_refuses_a_different_model(paired_root: Path, tmp_path: Path) -> 
     other.model_config.lambda_l1 = 10.0
     with pytest.raises(RunError, match="lambda_l1"):
         Trainer(other, resume=True, progress=False)
-    with pytest.raises(RunError, match="no checkpoint"):
-        Trainer(tiny_config(paired_root, tmp_path / "runs", name="nothing"), resume=True, progress=False)
+
 
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -138,3 +137,26 @@ def test_bf16_autocast_trains_with_finite_losses(paired_root: Path, tmp_path: Pa
 def test_folders_layout_trains_too(tmp_path: Path) -> None:
     root = write_pairs(tmp_path / "pairs", layout="folders")
     assert train(tiny_config(root, tmp_path / "runs", max_steps=2), progress=False).steps == 2
+
+
+def test_resume_before_the_first_checkpoint_starts_over(paired_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """A run killed before its first checkpoint still finishes with --resume (from step 0)."""
+    runs = tmp_path / "runs"
+    straight = train(tiny_config(paired_root, runs, name="straight", max_steps=3, save_every=0), progress=False)
+    killed = tiny_config(paired_root, runs, name="killed", max_steps=3, save_every=0)
+    killed.run_dir.mkdir(parents=True)
+    (killed.run_dir / "config.json").write_text(killed.to_json())  # what a run writes before step 1
+    (killed.run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    resumed = train(killed, resume=True, progress=False)
+    assert "no checkpoint yet" in capsys.readouterr().err
+    assert resumed.steps == 3 and same_weights(straight.checkpoint, resumed.checkpoint)
+    steps = [json.loads(line)["step"] for line in (killed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_time_based_checkpoints(paired_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(paired_root, tmp_path / "runs", max_steps=3, save_every=0, save_minutes=1e-9, keep_last=5)
+    summary = train(cfg, progress=False)
+    assert sorted(p.name for p in (summary.run_dir / "ckpt").iterdir()) == ["step_000001", "step_000002",
+                                                                          "step_000003"]
