@@ -81,7 +81,7 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
         direction = by_network[network]
     elif direction is None:
         if len(available) > 1:
-            raise ValueError(f"{path} translates {' and '.join(available)}: pick one with direction=")
+            raise ValueError(f"{path} translates {' and '.join(available)}: pick one (--direction, direction=)")
         direction = next(iter(available))
     if direction not in available:
         raise ValueError(f"{path} translates {', '.join(available)} only, not {direction}")
