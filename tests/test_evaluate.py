@@ -111,3 +111,16 @@ def test_tensorboard_logging_or_a_clear_install_hint(paired_root: Path, tmp_path
         return
     summary = train(cfg, progress=False)
     assert any((summary.run_dir / "tensorboard").iterdir())
+
+
+@needs_fid
+def test_cyclegan_validation_scores_both_directions_by_fid(tmp_path: Path) -> None:
+    root = write_unpaired(tmp_path / "u")
+    write_unpaired(tmp_path / "t", n_a=3, n_b=3, seed=2)
+    for domain in ("A", "B"):
+        (tmp_path / "t" / f"train{domain}").rename(root / f"test{domain}")
+    cfg = tiny_cyclegan_config(root, tmp_path / "runs", max_steps=2, val_every=2, val_fid=True, val_size=3)
+    summary = train(cfg, progress=False)
+    val = [json.loads(x) for x in (summary.run_dir / "metrics.jsonl").read_text().splitlines() if "val_" in x]
+    assert {"val_fid_AtoB", "val_fid_BtoA", "val_kid_AtoB", "val_kid_BtoA"} <= set(val[0])
+    assert json.loads((summary.run_dir / "best.json").read_text())["metric"] == "val_fid_AtoB"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -130,7 +131,7 @@ class CycleGAN(nn.Module):
         d_B = self._one_discriminator(self.D_B, batch["B"], self.pool_B.query(fakes["fake_B"]))
         return {"loss": d_A + d_B, "D_A": d_A, "D_B": d_B}
 
-    def steps(self) -> dict[str, object]:
+    def steps(self) -> dict[str, Callable[[Batch, Batch], Batch]]:
         return {"G": self.generator_step, "D": self.discriminator_step}
 
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -105,7 +106,7 @@ class Pix2Pix(nn.Module):
         loss_l1 = F.l1_loss(fakes["output"].float(), batch["target"].float())
         return {"loss": loss_gan + self.cfg.lambda_l1 * loss_l1, "G_gan": loss_gan, "G_l1": loss_l1}
 
-    def steps(self) -> dict[str, object]:
+    def steps(self) -> dict[str, Callable[[Batch, Batch], Batch]]:
         """Update name -> the step that computes its losses (in `update_order`)."""
         return {"D": self.discriminator_step, "G": self.generator_step}
 
