@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from i2i.config import DataConfig
 from i2i.models.common import Batch, frozen
 from i2i.models.image_pool import ImagePool
-from i2i.models.losses import GANLoss, gradient_penalty
+from i2i.models.losses import GANLoss, discriminator_loss
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 
@@ -120,15 +120,10 @@ class CycleGAN(nn.Module):
             loss = loss + lam * self.cfg.lambda_identity * (idt_A + idt_B)
         return {"loss": loss, **losses}
 
-    def _one_discriminator(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        loss = 0.5 * (self.gan_loss(net(real), real=True) + self.gan_loss(net(fake), real=False))
-        if self.cfg.gan_loss == "wgangp":
-            loss = loss + gradient_penalty(net, real, fake, self.cfg.lambda_gp)
-        return loss
-
     def discriminator_step(self, batch: Batch, fakes: Batch) -> Batch:
-        d_A = self._one_discriminator(self.D_A, batch["A"], self.pool_A.query(fakes["fake_A"]))
-        d_B = self._one_discriminator(self.D_B, batch["B"], self.pool_B.query(fakes["fake_B"]))
+        gp = self.cfg.lambda_gp
+        d_A = discriminator_loss(self.gan_loss, self.D_A, batch["A"], self.pool_A.query(fakes["fake_A"]), gp)["loss"]
+        d_B = discriminator_loss(self.gan_loss, self.D_B, batch["B"], self.pool_B.query(fakes["fake_B"]), gp)["loss"]
         return {"loss": d_A + d_B, "D_A": d_A, "D_B": d_B}
 
     def steps(self) -> dict[str, Callable[[Batch, Batch], Batch]]:

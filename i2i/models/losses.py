@@ -37,6 +37,20 @@ class GANLoss(nn.Module):
         return -pred.mean() if real else pred.mean()
 
 
+def discriminator_loss(
+    gan_loss: GANLoss, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, lambda_gp: float = 10.0
+) -> dict[str, torch.Tensor]:
+    """One discriminator's update: half the real + fake loss (as in both papers), plus the gradient penalty
+    for wgangp. `fake` must already be detached from the generator. Keys: loss, real, fake[, gp]."""
+    loss_real = gan_loss(critic(real), real=True)
+    loss_fake = gan_loss(critic(fake), real=False)
+    out = {"loss": 0.5 * (loss_real + loss_fake), "real": loss_real, "fake": loss_fake}
+    if gan_loss.kind == "wgangp":
+        out["gp"] = gradient_penalty(critic, real, fake, lambda_gp)
+        out["loss"] = out["loss"] + out["gp"]
+    return out
+
+
 def gradient_penalty(
     critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0
 ) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from i2i.config import DataConfig
 from i2i.models.common import Batch, frozen
-from i2i.models.losses import GANLoss, gradient_penalty
+from i2i.models.losses import GANLoss, discriminator_loss
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 
@@ -90,14 +90,8 @@ class Pix2Pix(nn.Module):
     def discriminator_step(self, batch: Batch, fakes: Batch) -> Batch:
         real_pair = torch.cat([batch["input"], batch["target"]], dim=1)
         fake_pair = torch.cat([batch["input"], fakes["output"].detach()], dim=1)
-        loss_real = self.gan_loss(self.D(real_pair), real=True)
-        loss_fake = self.gan_loss(self.D(fake_pair), real=False)
-        losses = {"D_real": loss_real, "D_fake": loss_fake}
-        loss = 0.5 * (loss_real + loss_fake)
-        if self.cfg.gan_loss == "wgangp":
-            losses["D_gp"] = gradient_penalty(self.D, real_pair, fake_pair, self.cfg.lambda_gp)
-            loss = loss + losses["D_gp"]
-        return {"loss": loss, **losses}
+        out = discriminator_loss(self.gan_loss, self.D, real_pair, fake_pair, self.cfg.lambda_gp)
+        return {"loss": out.pop("loss"), **{f"D_{k}": v for k, v in out.items()}}
 
     def generator_step(self, batch: Batch, fakes: Batch) -> Batch:
         with frozen(self.D):
