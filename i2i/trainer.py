@@ -25,7 +25,7 @@ from i2i.config import RunConfig
 from i2i.data.io import atomic_write_bytes, write_image
 from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
 from i2i.data.tensors import to_image
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_cpu_allocator
 from i2i.evaluate import resolve_split
 from i2i.models import MODELS
 from i2i.report import build_report
@@ -93,6 +93,8 @@ class Trainer:
         self.dtype = DTYPES[self.precision]
         channels_last = self.device.type == "cuda" if t.channels_last is None else t.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not t.deterministic  # fixed crop sizes: pick the fastest kernels
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

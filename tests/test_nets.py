@@ -316,6 +316,28 @@ def test_init_gain_is_used() -> None:
     torch.testing.assert_close(flat @ flat.T, 0.25 * torch.eye(128), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("name", [*GENERATORS, *DISCRIMINATORS])
+def test_built_networks_hold_no_uninitialised_memory(name: str) -> None:
+    """Networks are allocated empty and filled by init_weights: every parameter and buffer must be set."""
+    if name in GENERATORS:
+        net = build_generator(GeneratorConfig(name=name, base_channels=4, norm="batch"))
+    else:
+        net = build_discriminator(DiscriminatorConfig(name=name, base_channels=4, norm="batch"))
+    for key, value in [*net.named_parameters(), *net.named_buffers()]:
+        assert torch.isfinite(value.float()).all(), key
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns
+    for bn in bns:
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+        assert bn.num_batches_tracked.item() == 0
+
+
+def test_init_refuses_modules_it_cannot_initialise() -> None:
+    with pytest.raises(TypeError, match="GroupNorm"):
+        init_weights(nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)))
+
+
 def test_unknown_init_lists_choices() -> None:
     with pytest.raises(ValueError) as err:
         build_generator(GeneratorConfig(name="unet_64", base_channels=4, init="uniform"))

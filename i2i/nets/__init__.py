@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from i2i.nets.layers import INITS, NORMS, init_weights
@@ -73,13 +74,22 @@ def _check(name: str, registry: dict, what: str) -> None:
         raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(registry)}")
 
 
+def _build(make: Callable[[], nn.Module], init: str, gain: float) -> nn.Module:
+    # Built on the meta device, then allocated and initialised once: PyTorch's default init
+    # would otherwise fill every weight a first time only for init_weights to overwrite it
+    # (0.24 s of a 0.45 s unet_256 build). init_weights covers every parameter and buffer.
+    with torch.device("meta"):
+        net = make()
+    return init_weights(net.to_empty(device="cpu"), init, gain)
+
+
 def build_generator(cfg: GeneratorConfig) -> nn.Module:
-    """Construct and initialise the generator `cfg` describes."""
+    """Construct and initialise the generator `cfg` describes (on the CPU)."""
     _check(cfg.name, GENERATORS, "generator")
-    return init_weights(GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
+    return _build(lambda: GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
-    """Construct and initialise the discriminator `cfg` describes."""
+    """Construct and initialise the discriminator `cfg` describes (on the CPU)."""
     _check(cfg.name, DISCRIMINATORS, "discriminator")
-    return init_weights(DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
+    return _build(lambda: DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)

@@ -1,9 +1,11 @@
-"""Shared building blocks: normalisation layers by name and weight initialisation."""
+"""Shared building blocks: normalisation layers by name, weight initialisation, CPU-friendly convolutions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "instance", "none")
@@ -27,7 +29,11 @@ def conv_bias(norm: str) -> bool:
 
 
 def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
-    """Initialise conv/linear weights as in pix2pix/CycleGAN; norm scales ~ N(1, gain), biases 0."""
+    """Initialise conv/linear weights as in pix2pix/CycleGAN; norm scales ~ N(1, gain), biases 0.
+
+    Every parameter and buffer is set (BatchNorm running statistics reset too), so `net` may come
+    from uninitialised memory; a module with parameters of a kind not listed here is an error.
+    """
     if kind not in INITS:
         raise ValueError(f"unknown init {kind!r}; choose from {', '.join(INITS)}")
 
@@ -46,6 +52,61 @@ def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+            raise TypeError(f"init_weights does not know how to initialise {type(m).__name__}")
 
     net.apply(init_one)
     return net
+
+
+# Below this many output (conv) or input (transposed conv) positions per image, oneDNN's CPU
+# convolutions spend their time on weight reorders, not maths: on the U-Net's inner 4x4 layers
+# (<= 8x8 positions, up to 8.4 M weights each) one matrix multiply was 1.5-2.5x faster, fwd + bwd
+# in bf16 (see README, "Performance"). Larger layers stay with oneDNN, which wins there.
+GEMM_MAX_POSITIONS = 64
+
+
+def _eager_cpu(x: torch.Tensor) -> bool:
+    """Traced, compiled and exported graphs keep the standard convolution op (portable, shape-generic)."""
+    return x.device.type == "cpu" and not (
+        torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    )
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same weights, same maths) that runs as unfold + one matmul on small CPU feature maps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        plain = (self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
+                 and not isinstance(p, str) and x.dim() == 4)
+        if not plain or not _eager_cpu(x):
+            return super().forward(x)
+        n, _, h, w = x.shape
+        ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+        if ho * wo > GEMM_MAX_POSITIONS:
+            return super().forward(x)
+        cols = F.unfold(x, k, padding=p, stride=s)  # N x (C_in*kh*kw) x positions
+        out = (self.weight.reshape(self.out_channels, -1) @ cols).view(n, self.out_channels, ho, wo)
+        return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d (same weights, same maths) that runs as one matmul + fold on small CPU inputs.
+
+    A transposed convolution is the adjoint of a convolution: fold (col2im) of W^T @ x.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        plain = (self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0)
+                 and output_size is None and x.dim() == 4)
+        if not plain or not _eager_cpu(x) or x.shape[-2] * x.shape[-1] > GEMM_MAX_POSITIONS:
+            return super().forward(x, output_size)
+        n, c, h, w = x.shape
+        ho, wo = (h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1]
+        # x^T @ W keeps the weight contiguous (autocast casting a transposed weight copies it slowly)
+        cols = x.reshape(n, c, h * w).transpose(1, 2) @ self.weight.reshape(c, -1)  # N x positions x C_out*kh*kw
+        out = F.fold(cols.transpose(1, 2), (ho, wo), k, padding=p, stride=s)
+        return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)

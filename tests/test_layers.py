@@ -1,0 +1,98 @@
+"""Tests for the matmul-backed convolutions in i2i.nets.layers: same maths as torch's, used only when eager on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2i.nets import layers
+from i2i.nets.layers import GEMM_MAX_POSITIONS, Conv2d, ConvTranspose2d
+
+
+def _grads(layer: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    layer.zero_grad(set_to_none=True)
+    out = layer(x)
+    (out * weights).sum().backward()
+    grads = [x.grad, layer.weight.grad] + ([] if layer.bias is None else [layer.bias.grad])
+    return [out.detach(), *grads]
+
+
+@pytest.fixture
+def count_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each time the matmul formulation (unfold for convs, fold for transposed convs) runs."""
+    calls: list[str] = []
+    unfold, fold = F.unfold, F.fold
+    monkeypatch.setattr(layers.F, "unfold", lambda *a, **k: calls.append("unfold") or unfold(*a, **k))
+    monkeypatch.setattr(layers.F, "fold", lambda *a, **k: calls.append("fold") or fold(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("stride,padding,size", [(2, 1, (6, 10)), (1, 1, (5, 4)), (2, 0, (8, 8))])
+def test_conv_matches_torch_forward_and_backward(
+    count_gemm: list[str], bias: bool, stride: int, padding: int, size: tuple[int, int]
+) -> None:
+    torch.manual_seed(0)
+    ours = Conv2d(5, 7, 4, stride=stride, padding=padding, bias=bias)
+    ref = nn.Conv2d(5, 7, 4, stride=stride, padding=padding, bias=bias)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 5, *size, dtype=torch.float64).float()
+    out_shape = ref(x).shape
+    w = torch.randn(out_shape)
+    for got, want in zip(_grads(ours, x, w), _grads(ref, x, w), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert count_gemm == ["unfold"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("stride,padding,size", [(2, 1, (3, 5)), (1, 1, (4, 4)), (2, 0, (2, 2))])
+def test_transposed_conv_matches_torch_forward_and_backward(
+    count_gemm: list[str], bias: bool, stride: int, padding: int, size: tuple[int, int]
+) -> None:
+    torch.manual_seed(0)
+    ours = ConvTranspose2d(6, 3, 4, stride=stride, padding=padding, bias=bias)
+    ref = nn.ConvTranspose2d(6, 3, 4, stride=stride, padding=padding, bias=bias)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 6, *size)
+    w = torch.randn(ref(x).shape)
+    for got, want in zip(_grads(ours, x, w), _grads(ref, x, w), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert count_gemm == ["fold"]
+
+
+def test_bf16_autocast_stays_close_to_fp32() -> None:
+    torch.manual_seed(0)
+    conv, up = Conv2d(64, 32, 4, 2, 1), ConvTranspose2d(32, 16, 4, 2, 1)
+    x = torch.randn(1, 64, 8, 8)
+    want = up(conv(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = up(conv(x))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+
+
+def test_large_maps_use_torch_convolution(count_gemm: list[str]) -> None:
+    side = int(GEMM_MAX_POSITIONS**0.5) * 2 + 2  # output (conv) and input (transposed) above the limit
+    Conv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
+    ConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(1, 3, side, side))
+    assert count_gemm == []
+
+
+def test_traced_graphs_keep_the_standard_op(count_gemm: list[str]) -> None:
+    """Exported/traced models must stay plain convolutions (portable, shape-generic)."""
+    net = nn.Sequential(Conv2d(3, 4, 4, 2, 1), ConvTranspose2d(4, 3, 4, 2, 1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    traced = torch.jit.trace(net, x, check_trace=False)
+    assert count_gemm == []
+    assert "im2col" not in str(traced.inlined_graph) and "_convolution" in str(traced.inlined_graph)
+    torch.testing.assert_close(traced(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_state_dicts_are_the_standard_ones() -> None:
+    """Checkpoints stay loadable into plain torch layers (and the reference code)."""
+    ours, ref = ConvTranspose2d(4, 3, 4, 2, 1), nn.ConvTranspose2d(4, 3, 4, 2, 1)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    ref.load_state_dict(ours.state_dict())
