@@ -29,6 +29,7 @@ from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_c
 from i2i.evaluate import resolve_split
 from i2i.models import MODELS
 from i2i.report import build_report
+from i2i.startup import import_dynamo
 from i2i.validation import Validator, higher_is_better
 
 
@@ -120,6 +121,7 @@ class Trainer:
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
 
         fused = self.device.type in ("cuda", "cpu")
+        import_dynamo()
         self.optimizers = {
             group: torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
             for group, params in self.model.optim_groups().items()
