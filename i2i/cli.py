@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from i2i.config import (
+    AUGMENT_ON,
     DEVICES,
     DIRECTIONS,
     EXPORT_FORMATS,
@@ -66,6 +67,9 @@ def training_options(fn: Callable) -> Callable:
         click.option("--load-size", type=POSITIVE, default=286, show_default=True, help="Resize to this first."),
         click.option("--crop-size", type=POSITIVE, default=256, show_default=True, help="Then crop this."),
         click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
+        click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="cpu", show_default=True,
+                     help="Where resize/crop/flip run: 'device' does them on the training device (kornia), "
+                          "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound."),
         click.option("--strict/--no-strict", default=False, show_default=True,
                      help="Fail on an unreadable image instead of skipping it."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
@@ -138,7 +142,7 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
 def data_config(opts: dict, layout: str = "auto", serial: bool = False) -> DataConfig:
     return DataConfig(root=str(opts["data_root"]), layout=layout, preprocess=opts["preprocess"],
                       load_size=opts["load_size"], crop_size=opts["crop_size"], flip=opts["flip"],
-                      strict=opts["strict"], serial=serial)
+                      strict=opts["strict"], serial=serial, augment_on=opts["augment_on"])
 
 
 def network_options(generator: str, norm: str, dropout: bool, gan_loss: str) -> Callable[[Callable], Callable]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+AUGMENT_ON = ("cpu", "device")  # where training images are resized, cropped and flipped
 LAYOUTS = ("auto", "side_by_side", "folders")
 DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,6 +32,7 @@ class DataConfig:
     flip: bool = True
     strict: bool = False  # fail on the first unreadable image instead of skipping it
     serial: bool = False  # unpaired data only: pair A[i] with B[i % |B|] instead of a random B
+    augment_on: str = "cpu"  # "device": the training device resizes/crops/flips (kornia), the CPU only decodes
 
 
 @dataclass

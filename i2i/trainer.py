@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from i2i.checkpoint import latest_checkpoint, load_state, load_weights, save_checkpoint
 from i2i.config import RunConfig
+from i2i.data.device_augment import DeviceAugment
 from i2i.data.io import atomic_write_bytes, write_image
 from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
 from i2i.data.tensors import to_image
@@ -108,6 +109,7 @@ class Trainer:
         if t.compile:
             compile_networks(self.model.networks().values(), self.device)
         self.dataset = self.model.make_dataset(cfg.data, train=True)
+        self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
         self.sampler = EpochSampler(len(self.dataset), seed=t.seed, shuffle=True)
         workers = default_workers(self.device) if t.workers is None else t.workers
         self.loader = DataLoader(
@@ -271,7 +273,10 @@ class Trainer:
                 n = batch_size_of(raw)
                 if n == 0:
                     continue
-                batch = to_device(raw, self.device, self.memory_format)
+                if self.augment is not None:
+                    batch = self.augment(raw, self.device, self.memory_format)
+                else:
+                    batch = to_device(raw, self.device, self.memory_format)
                 losses, fakes = self.train_step(batch)
                 self.step += 1
                 trained = True
@@ -361,6 +366,11 @@ def _tensorboard_writer(run_dir: Path):
 def to_device(batch: dict, device: torch.device,
               memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, torch.Tensor]:
     """The batch's tensors on `device` (paths and skip lists stay behind)."""
+    for key, value in batch.items():
+        if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            sizes = sorted({tuple(v.shape[-2:]) for v in value})
+            raise RunError(f"images of different sizes {sizes} met in one batch ({key!r}): use --batch-size 1, "
+                           "or a --preprocess mode that crops to one size")
     return {k: v.to(device, non_blocking=True, memory_format=memory_format)
             for k, v in batch.items() if isinstance(v, torch.Tensor)}
 

@@ -34,15 +34,18 @@ def test_invalid_choices_list_what_is_allowed(paired_root: Path) -> None:
     assert result.exit_code == 2 and "x>=1" in result.output
     result = CliRunner().invoke(main, ["train", "pix2pix", "--data", "/no/such/folder"])
     assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(main, ["train", "cyclegan", "--data", str(paired_root), "--augment-on", "gpu"])
+    assert result.exit_code == 2 and "'cpu', 'device'" in result.output
 
 
 def test_dry_run_prints_the_resolved_config_and_writes_nothing(paired_root: Path, tmp_path: Path) -> None:
     result = run("train", "pix2pix", "--data", str(paired_root), "--runs-dir", str(tmp_path / "runs"),
-                 "--direction", "BtoA", "--no-flip", "--gan-loss", "lsgan", "--dry-run")
+                 "--direction", "BtoA", "--no-flip", "--gan-loss", "lsgan", "--augment-on", "device", "--dry-run")
     assert result.exit_code == 0
     cfg = json.loads(result.output)
     assert cfg["model_config"]["direction"] == "BtoA" and cfg["model_config"]["gan_loss"] == "lsgan"
     assert cfg["data"]["flip"] is False and cfg["train"]["name"] == "pairs_pix2pix"
+    assert cfg["data"]["augment_on"] == "device"
     assert cfg["model_config"]["discriminator"]["in_channels"] == 6
     assert not (tmp_path / "runs").exists()
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from i2i.config import DIRECTIONS, LAYOUTS
+from i2i.data.device_augment import GEOMETRY
 from i2i.data.io import ImageReadError, list_images, read_image, to_float
 from i2i.data.sampling import Skipped, split_key
 from i2i.data.tensors import to_tensor
@@ -126,9 +128,12 @@ class PairedDataset(Dataset):
             return Skipped(path, str(err))
         source, target = (b, a) if self.swap else (a, b)
         source, target = to_float(source, self.in_channels), to_float(target, self.out_channels)
+        geometry = {}
         if self.transform is not None:
             if seed is not None:
                 self.transform.set_random_seed(seed)
             out = self.transform(image=source, target=target)
             source, target = out["image"], out["target"]
-        return {"input": to_tensor(source), "target": to_tensor(target), "path": path}
+            if "geometry" in out:  # applied later on the training device, the same for both images
+                geometry = {GEOMETRY + k: torch.from_numpy(out["geometry"]) for k in ("input", "target")}
+        return {"input": to_tensor(source), "target": to_tensor(target), "path": path, **geometry}

@@ -53,10 +53,17 @@ def split_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
 
 
 def collate_skipping(samples: list) -> dict:
-    """Stack readable samples; list the unreadable ones under "skipped" as Skipped records."""
+    """Stack readable samples; list the unreadable ones under "skipped" as Skipped records.
+
+    Images of different sizes (possible before device-side augmentation resizes them) stay a list.
+    """
     good = [s for s in samples if not isinstance(s, Skipped)]
     skipped = [s for s in samples if isinstance(s, Skipped)]
-    batch = default_collate(good) if good else {}
+    batch = {}
+    for key in good[0] if good else ():
+        values = [s[key] for s in good]
+        ragged = isinstance(values[0], torch.Tensor) and len({v.shape for v in values}) > 1
+        batch[key] = values if ragged else default_collate(values)
     batch["skipped"] = skipped
     return batch
 

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from i2i.config import PREPROCESS_MODES, DataConfig
+from i2i.data.device_augment import DeferredGeometry
 
 
 class ScaleWidth(A.ImageOnlyTransform):
@@ -48,11 +49,18 @@ def geometry(cfg: DataConfig, train: bool) -> list[A.BasicTransform]:
     return steps
 
 
-def paired_transform(cfg: DataConfig, train: bool = True) -> A.Compose:
-    """Apply with `t(image=input, target=target)`: both images get the same resize, crop and flip."""
+def paired_transform(cfg: DataConfig, train: bool = True) -> A.Compose | DeferredGeometry:
+    """Apply with `t(image=input, target=target)`: both images get the same resize, crop and flip.
+
+    With `cfg.augment_on == "device"` a training transform only draws the geometry (see device_augment).
+    """
+    if train and cfg.augment_on == "device":
+        return DeferredGeometry(cfg)
     return A.Compose(geometry(cfg, train), additional_targets={"target": "image"}, is_check_shapes=False)
 
 
-def single_transform(cfg: DataConfig, train: bool = True) -> A.Compose:
+def single_transform(cfg: DataConfig, train: bool = True) -> A.Compose | DeferredGeometry:
     """Apply with `t(image=x)`: one image's own random geometry (unpaired data)."""
+    if train and cfg.augment_on == "device":
+        return DeferredGeometry(cfg)
     return A.Compose(geometry(cfg, train))

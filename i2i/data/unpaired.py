@@ -6,8 +6,10 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
+from i2i.data.device_augment import GEOMETRY
 from i2i.data.io import ImageReadError, list_images, read_image, to_float
 from i2i.data.paired import DataError
 from i2i.data.sampling import Skipped, split_key
@@ -54,12 +56,17 @@ class UnpairedDataset(Dataset):
     def __len__(self) -> int:
         return max(len(self.files["A"]), len(self.files["B"]))
 
-    def _load(self, domain: str, index: int, seed: int) -> np.ndarray:
+    def _load(self, domain: str, index: int, seed: int) -> dict[str, torch.Tensor]:
+        """{domain: image} plus, when the transform defers it to the device, {"geometry:" + domain: ...}."""
         x = to_float(read_image(self.files[domain][index]), self.channels[domain])
-        if self.transform is not None:
-            self.transform.set_random_seed(seed)
-            x = self.transform(image=x)["image"]
-        return x
+        if self.transform is None:
+            return {domain: to_tensor(x)}
+        self.transform.set_random_seed(seed)
+        out = self.transform(image=x)
+        loaded = {domain: to_tensor(out["image"])}
+        if "geometry" in out:
+            loaded[GEOMETRY + domain] = torch.from_numpy(out["geometry"])
+        return loaded
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict | Skipped:
         index, seed = split_key(key)
@@ -69,7 +76,7 @@ class UnpairedDataset(Dataset):
         images = {}
         for domain, domain_seed in (("A", seed_a), ("B", seed_b)):
             try:
-                images[domain] = to_tensor(self._load(domain, indices[domain], domain_seed))
+                images.update(self._load(domain, indices[domain], domain_seed))
             except ImageReadError as err:
                 if self.strict:
                     raise
