@@ -81,6 +81,15 @@ def test_large_maps_use_torch_convolution(count_gemm: list[str]) -> None:
     assert count_gemm == []
 
 
+def test_the_limit_counts_positions_of_the_whole_batch(count_gemm: list[str]) -> None:
+    side = int(GEMM_MAX_POSITIONS**0.5)  # one image at the limit, two above it
+    Conv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
+    assert count_gemm == ["unfold"]
+    Conv2d(3, 4, 4, 2, 1)(torch.randn(2, 3, 2 * side, 2 * side))
+    ConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(2, 3, side, side))
+    assert count_gemm == ["unfold"]
+
+
 def test_traced_graphs_keep_the_standard_op(count_gemm: list[str]) -> None:
     """Exported/traced models must stay plain convolutions (portable, shape-generic)."""
     net = nn.Sequential(Conv2d(3, 4, 4, 2, 1), ConvTranspose2d(4, 3, 4, 2, 1)).eval()
