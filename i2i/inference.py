@@ -23,7 +23,7 @@ from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
 from i2i.config import FORMATS, SIZE_MODES, RunConfig
 from i2i.data.io import ImageReadError, list_images, pil_to_array, read_image, to_float, write_image
 from i2i.data.tensors import to_image, to_tensor
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_cpu_allocator
 from i2i.models import MODELS
 from i2i.nets import GeneratorConfig
 
@@ -159,6 +159,8 @@ class Translator:
         if size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {', '.join(SIZE_MODES)}, got {size_mode!r}")
         self.cfg, self.gen_cfg, self.direction, self.device = cfg, gen_cfg, direction, device
+        if device.type == "cpu":
+            tune_cpu_allocator()
         self.dtype = DTYPES[resolve_precision(precision, device)]
         self.net = per_image_norm(generator).to(device).eval()
         if keep_dropout:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import same_weights, tiny_config, write_pairs, write_unpaired
 from i2i.config import DataConfig
 from i2i.data.device_augment import GEOMETRY, DeviceAugment
 from i2i.data.paired import PairedDataset
@@ -18,7 +19,6 @@ from i2i.data.sampling import collate_skipping
 from i2i.data.transforms import paired_transform, single_transform
 from i2i.data.unpaired import UnpairedDataset
 from i2i.trainer import RunError, to_device, train
-from tests.helpers import same_weights, tiny_config, write_pairs, write_unpaired
 
 CPU = torch.device("cpu")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import platform
+import resource
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import tiny_config
-from i2i.devices import has_fast_bf16, pick_device, resolve_precision
+from i2i.devices import has_fast_bf16, pick_device, resolve_precision, tune_cpu_allocator
 from i2i.inference import Translator
 from i2i.trainer import RunError, Trainer, train
 
@@ -46,3 +49,23 @@ def test_compile_without_a_compiler_falls_back_with_a_message(
     summary = train(tiny_config(paired_root, tmp_path / "runs", max_steps=1, compile=True), progress=False)
     assert summary.steps == 1
     assert "--compile needs a C++ compiler" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_tuned_allocator_reuses_freed_memory_instead_of_faulting_it_back() -> None:
+    """A training step's pattern: tensors of mixed sizes alive together, then freed. Untuned glibc
+    returns the large ones to the kernel and faults them back in every step (~30 k faults for these
+    ten steps, measured); tuned, the heap keeps them."""
+    assert tune_cpu_allocator()
+    sizes = [8 * 2**20, 4 * 2**20, 2 * 2**20, 2**20, 2**19, 3 * 2**20]  # float32: 32 MiB down to 2 MiB
+
+    def step() -> None:
+        held = [torch.empty(n).fill_(1.0) for n in sizes]
+        del held
+
+    for _ in range(5):
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        step()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 3000
