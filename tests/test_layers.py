@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2i.nets import layers
-from i2i.nets.layers import GEMM_MAX_POSITIONS, Conv2d, ConvTranspose2d
+from i2i.nets.layers import GEMM_MAX_POSITIONS, BatchNorm2d, Conv2d, ConvTranspose2d, separate_batches
 
 
 def _grads(layer: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor]:
@@ -105,3 +105,17 @@ def test_state_dicts_are_the_standard_ones() -> None:
     ours, ref = ConvTranspose2d(4, 3, 4, 2, 1), nn.ConvTranspose2d(4, 3, 4, 2, 1)
     assert ours.state_dict().keys() == ref.state_dict().keys()
     ref.load_state_dict(ours.state_dict())
+
+
+def test_separate_batches_normalises_each_sub_batch_on_its_own() -> None:
+    torch.manual_seed(0)
+    bn, twin = BatchNorm2d(3), BatchNorm2d(3)
+    a, b = torch.randn(2, 3, 5, 5), torch.randn(2, 3, 5, 5) * 3 + 1
+    with separate_batches(nn.Sequential(bn), 2):
+        both = bn(torch.cat([a, b]))
+    torch.testing.assert_close(both, torch.cat([twin(a), twin(b)]))
+    torch.testing.assert_close(bn.running_mean, twin.running_mean)
+    torch.testing.assert_close(bn.running_var, twin.running_var)
+    assert bn.splits == 1  # restored: outside the block the whole batch shares statistics again
+    mixed = bn(torch.cat([a, b]))
+    assert not torch.allclose(mixed, both, atol=1e-3)

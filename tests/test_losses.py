@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from i2i.models.losses import GAN_LOSSES, GANLoss, gradient_penalty
+from i2i.models.losses import GAN_LOSSES, GANLoss, discriminator_loss, gradient_penalty
+from i2i.nets.patchgan import PatchDiscriminator
 
 PRED = torch.tensor([[-2.0, -0.5], [0.25, 3.0]]).view(1, 1, 2, 2)
 
@@ -134,3 +136,24 @@ def test_gradient_penalty_does_not_touch_fake_graph_and_accepts_bf16() -> None:
     assert gp.item() == pytest.approx((math.sqrt(2) - 1) ** 2, rel=1e-3)
     gp.backward()
     assert fake.grad is None  # fake is detached: the penalty never trains the generator
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_discriminator_loss_one_pass_equals_two_separate_passes(norm: str) -> None:
+    """Real and fake are scored in one batch, yet each keeps its own BatchNorm statistics: losses,
+    gradients and running statistics must equal the reference's two separate calls."""
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(6, 8, 3, norm)
+    twin = copy.deepcopy(critic)
+    real, fake = torch.randn(2, 6, 64, 64), torch.randn(2, 6, 64, 64) * 0.5 + 0.3
+    loss = GANLoss("vanilla")
+    out = discriminator_loss(loss, critic, real, fake)
+    out["loss"].backward()
+    loss_real, loss_fake = loss(twin(real), real=True), loss(twin(fake), real=False)
+    (0.5 * (loss_real + loss_fake)).backward()
+    torch.testing.assert_close(out["real"], loss_real)
+    torch.testing.assert_close(out["fake"], loss_fake)
+    for (name, a), b in zip(critic.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    for (name, a), b in zip(critic.named_buffers(), twin.buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)  # BatchNorm running statistics, updated real then fake

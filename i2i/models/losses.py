@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2i.nets.layers import separate_batches
+
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
 
 
@@ -42,8 +44,13 @@ def discriminator_loss(
 ) -> dict[str, torch.Tensor]:
     """One discriminator's update: half the real + fake loss (as in both papers), plus the gradient penalty
     for wgangp. `fake` must already be detached from the generator. Keys: loss, real, fake[, gp]."""
-    loss_real = gan_loss(critic(real), real=True)
-    loss_fake = gan_loss(critic(fake), real=False)
+    if real.shape == fake.shape:  # one pass over both (faster), each batch still normalised on its own
+        with separate_batches(critic, 2):
+            pred_real, pred_fake = critic(torch.cat([real, fake])).chunk(2)
+    else:
+        pred_real, pred_fake = critic(real), critic(fake)
+    loss_real = gan_loss(pred_real, real=True)
+    loss_fake = gan_loss(pred_fake, real=False)
     out = {"loss": 0.5 * (loss_real + loss_fake), "real": loss_real, "fake": loss_fake}
     if gan_loss.kind == "wgangp":
         out["gp"] = gradient_penalty(critic, real, fake, lambda_gp)
