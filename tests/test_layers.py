@@ -30,37 +30,29 @@ def count_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("stride,padding,size", [(2, 1, (6, 10)), (1, 1, (5, 4)), (2, 0, (8, 8))])
-def test_conv_matches_torch_forward_and_backward(
-    count_gemm: list[str], bias: bool, stride: int, padding: int, size: tuple[int, int]
-) -> None:
-    torch.manual_seed(0)
-    ours = Conv2d(5, 7, 4, stride=stride, padding=padding, bias=bias)
-    ref = nn.Conv2d(5, 7, 4, stride=stride, padding=padding, bias=bias)
-    ref.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 5, *size, dtype=torch.float64).float()
-    out_shape = ref(x).shape
-    w = torch.randn(out_shape)
-    for got, want in zip(_grads(ours, x, w), _grads(ref, x, w), strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert count_gemm == ["unfold"]
+# (our layer, torch's, channels in, channels out, the matmul path's marker, input sizes per stride/padding)
+PAIRS = [
+    (Conv2d, nn.Conv2d, 5, 7, "unfold", {(2, 1): (6, 10), (1, 1): (5, 4), (2, 0): (8, 8)}),
+    (ConvTranspose2d, nn.ConvTranspose2d, 6, 3, "fold", {(2, 1): (3, 5), (1, 1): (4, 4), (2, 0): (2, 2)}),
+]
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("stride,padding,size", [(2, 1, (3, 5)), (1, 1, (4, 4)), (2, 0, (2, 2))])
-def test_transposed_conv_matches_torch_forward_and_backward(
-    count_gemm: list[str], bias: bool, stride: int, padding: int, size: tuple[int, int]
+@pytest.mark.parametrize("stride,padding", [(2, 1), (1, 1), (2, 0)])
+@pytest.mark.parametrize("ours_cls,ref_cls,c_in,c_out,marker,sizes", PAIRS, ids=["conv", "transposed"])
+def test_matches_torch_forward_and_backward(
+    count_gemm: list[str], ours_cls: type, ref_cls: type, c_in: int, c_out: int, marker: str,
+    sizes: dict, stride: int, padding: int, bias: bool,
 ) -> None:
     torch.manual_seed(0)
-    ours = ConvTranspose2d(6, 3, 4, stride=stride, padding=padding, bias=bias)
-    ref = nn.ConvTranspose2d(6, 3, 4, stride=stride, padding=padding, bias=bias)
+    ours = ours_cls(c_in, c_out, 4, stride=stride, padding=padding, bias=bias)
+    ref = ref_cls(c_in, c_out, 4, stride=stride, padding=padding, bias=bias)
     ref.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 6, *size)
+    x = torch.randn(2, c_in, *sizes[stride, padding])
     w = torch.randn(ref(x).shape)
     for got, want in zip(_grads(ours, x, w), _grads(ref, x, w), strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert count_gemm == ["fold"]
+    assert count_gemm == [marker]
 
 
 def test_bf16_autocast_stays_close_to_fp32() -> None:
