@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,9 +35,6 @@ CHANNELS = click.IntRange(1, 3)
 @click.version_option(package_name="i2i")
 def main() -> None:
     """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
-    # The interpreter's last garbage collection walks every object torch (and torch._dynamo, which
-    # torch.optim imports) created: ~1 s of exit time for nothing. Frozen objects are skipped.
-    click.get_current_context().call_on_close(gc.freeze)
 
 
 @main.group()
