@@ -26,34 +26,10 @@ from i2i.data.tensors import to_image, to_tensor
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_cpu_allocator
 from i2i.models import MODELS
 from i2i.nets import GeneratorConfig
+from i2i.nets.layers import per_image_norm
 
 AUTO_TILE_PIXELS = 1536 * 1536  # above this many (padded) pixels an image is translated in tiles
 DEFAULT_TILE = 512
-
-
-class PerImageBatchNorm(nn.Module):
-    """BatchNorm that normalises each image by its own statistics, with the trained affine parameters.
-
-    This is what the reference pix2pix computes at test time (train-mode BatchNorm at batch size 1),
-    made independent of the batch: an image's output never depends on its batch mates.
-    """
-
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = bn.weight, bn.bias, bn.eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-
-
-def per_image_norm(net: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d in `net` (in place) by PerImageBatchNorm."""
-    for name, child in net.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(net, name, PerImageBatchNorm(child))
-        else:
-            per_image_norm(child)
-    return net
 
 
 def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.Module, GeneratorConfig, RunConfig, str]:

@@ -13,8 +13,8 @@ from i2i.config import DataConfig
 from i2i.data.sampling import Skipped
 from i2i.data.tensors import to_image
 from i2i.devices import autocast
-from i2i.inference import per_image_norm
 from i2i.metrics import psnr, ssim
+from i2i.nets.layers import per_image_norm
 
 
 def higher_is_better(metric: str) -> bool:

@@ -8,7 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2i.nets import layers
-from i2i.nets.layers import GEMM_MAX_POSITIONS, BatchNorm2d, Conv2d, ConvTranspose2d, separate_batches
+from i2i.nets.layers import (
+    GEMM_MAX_POSITIONS,
+    MatmulConv2d,
+    MatmulConvTranspose2d,
+    SplitBatchNorm2d,
+    separate_batches,
+)
 
 
 def _grads(layer: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor]:
@@ -32,8 +38,8 @@ def count_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 # (our layer, torch's, channels in, channels out, the matmul path's marker, input sizes per stride/padding)
 PAIRS = [
-    (Conv2d, nn.Conv2d, 5, 7, "unfold", {(2, 1): (6, 10), (1, 1): (5, 4), (2, 0): (8, 8)}),
-    (ConvTranspose2d, nn.ConvTranspose2d, 6, 3, "fold", {(2, 1): (3, 5), (1, 1): (4, 4), (2, 0): (2, 2)}),
+    (MatmulConv2d, nn.Conv2d, 5, 7, "unfold", {(2, 1): (6, 10), (1, 1): (5, 4), (2, 0): (8, 8)}),
+    (MatmulConvTranspose2d, nn.ConvTranspose2d, 6, 3, "fold", {(2, 1): (3, 5), (1, 1): (4, 4), (2, 0): (2, 2)}),
 ]
 
 
@@ -57,7 +63,7 @@ def test_matches_torch_forward_and_backward(
 
 def test_bf16_autocast_stays_close_to_fp32() -> None:
     torch.manual_seed(0)
-    conv, up = Conv2d(64, 32, 4, 2, 1), ConvTranspose2d(32, 16, 4, 2, 1)
+    conv, up = MatmulConv2d(64, 32, 4, 2, 1), MatmulConvTranspose2d(32, 16, 4, 2, 1)
     x = torch.randn(1, 64, 8, 8)
     want = up(conv(x))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -68,23 +74,23 @@ def test_bf16_autocast_stays_close_to_fp32() -> None:
 
 def test_large_maps_use_torch_convolution(count_gemm: list[str]) -> None:
     side = int(GEMM_MAX_POSITIONS**0.5) * 2 + 2  # output (conv) and input (transposed) above the limit
-    Conv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
-    ConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(1, 3, side, side))
+    MatmulConv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
+    MatmulConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(1, 3, side, side))
     assert count_gemm == []
 
 
 def test_the_limit_counts_positions_of_the_whole_batch(count_gemm: list[str]) -> None:
     side = int(GEMM_MAX_POSITIONS**0.5)  # one image at the limit, two above it
-    Conv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
+    MatmulConv2d(3, 4, 4, 2, 1)(torch.randn(1, 3, 2 * side, 2 * side))
     assert count_gemm == ["unfold"]
-    Conv2d(3, 4, 4, 2, 1)(torch.randn(2, 3, 2 * side, 2 * side))
-    ConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(2, 3, side, side))
+    MatmulConv2d(3, 4, 4, 2, 1)(torch.randn(2, 3, 2 * side, 2 * side))
+    MatmulConvTranspose2d(3, 4, 4, 2, 1)(torch.randn(2, 3, side, side))
     assert count_gemm == ["unfold"]
 
 
 def test_traced_graphs_keep_the_standard_op(count_gemm: list[str]) -> None:
     """Exported/traced models must stay plain convolutions (portable, shape-generic)."""
-    net = nn.Sequential(Conv2d(3, 4, 4, 2, 1), ConvTranspose2d(4, 3, 4, 2, 1)).eval()
+    net = nn.Sequential(MatmulConv2d(3, 4, 4, 2, 1), MatmulConvTranspose2d(4, 3, 4, 2, 1)).eval()
     x = torch.randn(1, 3, 8, 8)
     traced = torch.jit.trace(net, x, check_trace=False)
     assert count_gemm == []
@@ -94,14 +100,14 @@ def test_traced_graphs_keep_the_standard_op(count_gemm: list[str]) -> None:
 
 def test_state_dicts_are_the_standard_ones() -> None:
     """Checkpoints stay loadable into plain torch layers (and the reference code)."""
-    ours, ref = ConvTranspose2d(4, 3, 4, 2, 1), nn.ConvTranspose2d(4, 3, 4, 2, 1)
+    ours, ref = MatmulConvTranspose2d(4, 3, 4, 2, 1), nn.ConvTranspose2d(4, 3, 4, 2, 1)
     assert ours.state_dict().keys() == ref.state_dict().keys()
     ref.load_state_dict(ours.state_dict())
 
 
 def test_separate_batches_normalises_each_sub_batch_on_its_own() -> None:
     torch.manual_seed(0)
-    bn, twin = BatchNorm2d(3), BatchNorm2d(3)
+    bn, twin = SplitBatchNorm2d(3), SplitBatchNorm2d(3)
     a, b = torch.randn(2, 3, 5, 5), torch.randn(2, 3, 5, 5) * 3 + 1
     with separate_batches(nn.Sequential(bn), 2):
         both = bn(torch.cat([a, b]))

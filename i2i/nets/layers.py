@@ -16,7 +16,7 @@ INITS = ("normal", "xavier", "kaiming", "orthogonal")
 def norm_layer(kind: str) -> Callable[[int], nn.Module]:
     """Return a constructor `channels -> norm module` for `kind` in NORMS."""
     if kind == "batch":
-        return lambda c: BatchNorm2d(c, affine=True, track_running_stats=True)
+        return lambda c: SplitBatchNorm2d(c, affine=True, track_running_stats=True)
     if kind == "instance":
         return lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
     if kind == "none":
@@ -24,7 +24,7 @@ def norm_layer(kind: str) -> Callable[[int], nn.Module]:
     raise ValueError(f"unknown norm {kind!r}; choose from {', '.join(NORMS)}")
 
 
-class BatchNorm2d(nn.BatchNorm2d):
+class SplitBatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d (same parameters) that can treat its batch as equal sub-batches with their own statistics.
 
     Inside `separate_batches(net, k)` a batch of k stacked sub-batches is normalised exactly as k
@@ -44,7 +44,7 @@ class BatchNorm2d(nn.BatchNorm2d):
 @contextmanager
 def separate_batches(net: nn.Module, splits: int) -> Iterator[None]:
     """Within the block, `net`'s BatchNorm layers normalise each of `splits` equal sub-batches on its own."""
-    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)]
+    norms = [m for m in net.modules() if isinstance(m, SplitBatchNorm2d)]
     for m in norms:
         m.splits = splits
     try:
@@ -52,6 +52,31 @@ def separate_batches(net: nn.Module, splits: int) -> Iterator[None]:
     finally:
         for m in norms:
             m.splits = 1
+
+
+class PerImageBatchNorm(nn.Module):
+    """BatchNorm that normalises each image by its own statistics, with the trained affine parameters.
+
+    This is what the reference pix2pix computes at test time (train-mode BatchNorm at batch size 1),
+    made independent of the batch: an image's output never depends on its batch mates.
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = bn.weight, bn.bias, bn.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def per_image_norm(net: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d in `net` (in place) by PerImageBatchNorm."""
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(net, name, PerImageBatchNorm(child))
+        else:
+            per_image_norm(child)
+    return net
 
 
 def conv_bias(norm: str) -> bool:
@@ -106,7 +131,7 @@ def _eager_cpu(x: torch.Tensor) -> bool:
     )
 
 
-class Conv2d(nn.Conv2d):
+class MatmulConv2d(nn.Conv2d):
     """nn.Conv2d (same weights, same maths) that runs as unfold + one matmul on small CPU feature maps."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +151,7 @@ class Conv2d(nn.Conv2d):
         return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
 
 
-class ConvTranspose2d(nn.ConvTranspose2d):
+class MatmulConvTranspose2d(nn.ConvTranspose2d):
     """nn.ConvTranspose2d (same weights, same maths) that runs as one matmul + fold on small CPU inputs.
 
     A transposed convolution is the adjoint of a convolution: fold (col2im) of W^T @ x.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2i.nets.layers import Conv2d, ConvTranspose2d, conv_bias, norm_layer
+from i2i.nets.layers import MatmulConv2d, MatmulConvTranspose2d, conv_bias, norm_layer
 
 
 class UNetGenerator(nn.Module):
@@ -35,17 +35,17 @@ class UNetGenerator(nn.Module):
         widths = [base_channels * m for m in (1, 2, 4, 8)] + [base_channels * 8] * (num_downs - 4)
 
         def down(c_in: int, c_out: int, normed: bool) -> nn.Sequential:
-            conv = Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
+            conv = MatmulConv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
             return nn.Sequential(conv, make_norm(c_out)) if normed else nn.Sequential(conv)
 
         def up(c_in: int, c_out: int, drop: bool) -> nn.Sequential:
-            layers = [nn.ReLU(), ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
+            layers = [nn.ReLU(), MatmulConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
             layers.append(make_norm(c_out))
             if drop:
                 layers.append(nn.Dropout(0.5))
             return nn.Sequential(*layers)
 
-        self.stem = Conv2d(in_channels, widths[0], 4, stride=2, padding=1, bias=bias)
+        self.stem = MatmulConv2d(in_channels, widths[0], 4, stride=2, padding=1, bias=bias)
         self.act = nn.LeakyReLU(0.2)
         # encoder levels 1..num_downs-1; the last (innermost) has no norm
         self.downs = nn.ModuleList(
@@ -59,7 +59,7 @@ class UNetGenerator(nn.Module):
             ups.append(up(c_in, widths[i - 1], drop=dropout and 1 <= k <= num_downs - 5))
         self.ups = nn.ModuleList(ups)
         self.head = nn.Sequential(
-            nn.ReLU(), ConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1), nn.Tanh()
+            nn.ReLU(), MatmulConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1), nn.Tanh()
         )
 
     @property
