@@ -26,12 +26,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/i2i demo
 
-test: $(VENV)/.installed-test
-	$(BIN)/ruff check i2i tests scripts
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check i2i tests scripts
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info

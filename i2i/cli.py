@@ -1,10 +1,16 @@
-"""The `i2i` command line: builds configs from options and calls the library (no logic of its own)."""
+"""The `i2i` command line: builds configs from options and calls the library (no logic of its own).
+
+Every default comes from the config dataclasses (one source of truth); options are named like the fields
+they fill, so `pick()` builds a config from them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -29,6 +35,8 @@ from i2i.nets import DISCRIMINATORS, GENERATORS, INITS, NORMS, DiscriminatorConf
 
 POSITIVE = click.IntRange(min=1)
 CHANNELS = click.IntRange(1, 3)
+C = TypeVar("C")
+T, D = TrainConfig, DataConfig  # defaults below are read from these
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,9 +45,30 @@ def main() -> None:
     """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
 
 
+def owns_process() -> bool:
+    """True when this is the `i2i` program itself (i2i/__main__.py), not the CLI called inside another program
+    (tests, notebooks): only then may a command tune the process (see i2i/process.py)."""
+    ctx = click.get_current_context()
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("owns_process"))
+
+
+def pick(cls: type[C], opts: dict[str, Any], **overrides: Any) -> C:
+    """An instance of dataclass `cls` from the options named like its fields (paths as strings)."""
+    values = {f.name: opts[f.name] for f in dataclasses.fields(cls) if f.name in opts} | overrides
+    return cls(**{k: str(v) if isinstance(v, Path) else v for k, v in values.items()})
+
+
 @main.group()
 def train() -> None:
     """Train a model; each model is a sub-command (`i2i train pix2pix --help`)."""
+    if owns_process():
+        from i2i.process import import_dynamo, long_lived, tune_cpu_allocator
+
+        tune_cpu_allocator()
+        with long_lived():  # the trainer's imports are as permanent as the process
+            import i2i.trainer  # noqa: F401
+
+            import_dynamo()
 
 
 def training_options(fn: Callable) -> Callable:
@@ -48,58 +77,62 @@ def training_options(fn: Callable) -> Callable:
         click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      required=True, help="Dataset root (see datasets/README.md for the layouts)."),
         click.option("--name", default=None, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL."),
-        click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints"),
+        click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(T.runs_dir),
                      show_default=True, help="Folder that holds run directories."),
-        click.option("--max-steps", type=POSITIVE, default=None, help="Stop after this many steps (a budget)."),
-        click.option("--epochs", type=click.IntRange(min=0), default=100, show_default=True,
+        click.option("--max-steps", type=POSITIVE, default=T.max_steps, help="Stop after this many steps (a budget)."),
+        click.option("--epochs", type=click.IntRange(min=0), default=T.epochs, show_default=True,
                      help="Epochs at the initial learning rate."),
-        click.option("--decay-epochs", type=click.IntRange(min=0), default=100, show_default=True,
+        click.option("--decay-epochs", type=click.IntRange(min=0), default=T.decay_epochs, show_default=True,
                      help="Then epochs of linear decay to zero."),
-        click.option("--batch-size", type=POSITIVE, default=1, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True),
-        click.option("--beta1", type=click.FloatRange(0, 1), default=0.5, show_default=True),
-        click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default="resize_and_crop",
+        click.option("--batch-size", type=POSITIVE, default=T.batch_size, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=T.lr, show_default=True),
+        click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), default=T.beta1, show_default=True),
+        click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default=D.preprocess,
                      show_default=True, help="How images are resized and cropped."),
-        click.option("--load-size", type=POSITIVE, default=286, show_default=True, help="Resize to this first."),
-        click.option("--crop-size", type=POSITIVE, default=256, show_default=True, help="Then crop this."),
-        click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
-        click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="cpu", show_default=True,
+        click.option("--load-size", type=POSITIVE, default=D.load_size, show_default=True,
+                     help="Resize to this first."),
+        click.option("--crop-size", type=POSITIVE, default=D.crop_size, show_default=True,
+                     help="Then crop this (at most --load-size)."),
+        click.option("--flip/--no-flip", default=D.flip, show_default=True, help="Random horizontal flips."),
+        click.option("--augment-on", type=click.Choice(AUGMENT_ON), default=D.augment_on, show_default=True,
                      help="Where resize/crop/flip run: 'device' does them on the training device (kornia), "
                           "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound."),
-        click.option("--strict/--no-strict", default=False, show_default=True,
+        click.option("--strict/--no-strict", default=D.strict, show_default=True,
                      help="Fail on an unreadable image instead of skipping it."),
-        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+        click.option("--device", type=click.Choice(DEVICES), default=T.device, show_default=True),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=T.precision, show_default=True,
                      help="auto: bf16 autocast where it is native (recent CPUs, most GPUs), else fp32."),
-        click.option("--channels-last/--no-channels-last", default=None,
+        click.option("--channels-last/--no-channels-last", default=T.channels_last,
                      help="NHWC memory layout [default: on for CUDA, off on the CPU where it measured no gain]."),
-        click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+        click.option("--compile/--no-compile", default=T.compile, show_default=True,
                      help="torch.compile the networks (falls back to eager with a message)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--deterministic/--no-deterministic", default=False, show_default=True,
+        click.option("--seed", type=int, default=T.seed, show_default=True),
+        click.option("--deterministic/--no-deterministic", default=T.deterministic, show_default=True,
                      help="Deterministic algorithms only (bit-exact resume on the CPU)."),
-        click.option("--workers", type=click.IntRange(min=0), default=None,
+        click.option("--workers", type=click.IntRange(min=0), default=T.workers,
                      help="DataLoader worker processes [default: picked for the machine]."),
-        click.option("--val-every", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--val-every", type=click.IntRange(min=0), default=T.val_every, show_default=True,
                      help="Score held-out images every N steps and keep the best checkpoint (0: never)."),
-        click.option("--val-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        click.option("--val-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=T.val_data,
                      help="Held-out data root [default: --data]."),
-        click.option("--val-split", default="val", show_default=True, help="Held-out split (falls back to test)."),
-        click.option("--val-size", type=POSITIVE, default=16, show_default=True, help="Images scored each time."),
-        click.option("--val-fid/--no-val-fid", default=False, show_default=True,
+        click.option("--val-split", default=T.val_split, show_default=True,
+                     help="Held-out split (falls back to test)."),
+        click.option("--val-size", type=POSITIVE, default=T.val_size, show_default=True,
+                     help="Images scored each time."),
+        click.option("--val-fid/--no-val-fid", default=T.val_fid, show_default=True,
                      help="Also FID/KID at validation (needs i2i[metrics]; required for CycleGAN)."),
-        click.option("--best-metric", default=None,
+        click.option("--best-metric", default=T.best_metric,
                      help="Validation metric that picks ckpt/best [default: val_psnr, or the first FID]."),
-        click.option("--tensorboard/--no-tensorboard", default=False, show_default=True,
+        click.option("--tensorboard/--no-tensorboard", default=T.tensorboard, show_default=True,
                      help="Also log to RUN/tensorboard (needs the tensorboard package)."),
-        click.option("--log-every", type=POSITIVE, default=10, show_default=True),
-        click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True,
+        click.option("--log-every", type=POSITIVE, default=T.log_every, show_default=True),
+        click.option("--sample-every", type=click.IntRange(min=0), default=T.sample_every, show_default=True,
                      help="Write a sample grid every N steps (0: never)."),
-        click.option("--save-every", type=click.IntRange(min=0), default=500, show_default=True,
+        click.option("--save-every", type=click.IntRange(min=0), default=T.save_every, show_default=True,
                      help="Checkpoint every N steps (0: only at the end)."),
-        click.option("--save-minutes", type=click.FloatRange(min=0), default=10.0, show_default=True,
+        click.option("--save-minutes", type=click.FloatRange(min=0), default=T.save_minutes, show_default=True,
                      help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
-        click.option("--keep-last", type=POSITIVE, default=3, show_default=True, help="Checkpoints kept."),
+        click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
         click.option("--resume", is_flag=True,
                      help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
@@ -113,18 +146,7 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     from i2i.trainer import train as train_run
 
     name = opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
-    train_cfg = TrainConfig(
-        name=name, runs_dir=str(opts["runs_dir"]), epochs=opts["epochs"], decay_epochs=opts["decay_epochs"],
-        max_steps=opts["max_steps"], batch_size=opts["batch_size"], lr=opts["lr"], beta1=opts["beta1"],
-        device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"],
-        compile=opts["compile_"], seed=opts["seed"], deterministic=opts["deterministic"],
-        workers=opts["workers"], val_every=opts["val_every"],
-        val_data=None if opts["val_data"] is None else str(opts["val_data"]), val_split=opts["val_split"],
-        val_size=opts["val_size"], val_fid=opts["val_fid"], best_metric=opts["best_metric"],
-        tensorboard=opts["tensorboard"], log_every=opts["log_every"], sample_every=opts["sample_every"],
-        save_every=opts["save_every"], save_minutes=opts["save_minutes"], keep_last=opts["keep_last"],
-    )
-    cfg = RunConfig(model=model, model_config=model_config, data=data, train=train_cfg)
+    cfg = RunConfig(model=model, model_config=model_config, data=data, train=pick(TrainConfig, opts, name=name))
     if opts["dry_run"]:
         click.echo(cfg.to_json())
         return
@@ -135,24 +157,22 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     click.echo(summary.line())
 
 
-def data_config(opts: dict, layout: str = "auto", serial: bool = False) -> DataConfig:
-    return DataConfig(root=str(opts["data_root"]), layout=layout, preprocess=opts["preprocess"],
-                      load_size=opts["load_size"], crop_size=opts["crop_size"], flip=opts["flip"],
-                      strict=opts["strict"], serial=serial, augment_on=opts["augment_on"])
-
-
-def network_options(generator: str, norm: str, dropout: bool, gan_loss: str) -> Callable[[Callable], Callable]:
-    """Architecture and objective options both models share; defaults differ per model (as in the papers)."""
+def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
+                    gan_loss: str) -> Callable[[Callable], Callable]:
+    """Architecture and objective options both models share; each model's config gives the defaults."""
     options = [
-        click.option("--generator", type=click.Choice(list(GENERATORS)), default=generator, show_default=True),
-        click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default="basic", show_default=True),
-        click.option("--n-layers-d", type=POSITIVE, default=3, show_default=True,
+        click.option("--generator", type=click.Choice(list(GENERATORS)), default=defaults.name, show_default=True),
+        click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default=d_defaults.name,
+                     show_default=True),
+        click.option("--n-layers-d", type=POSITIVE, default=d_defaults.n_layers, show_default=True,
                      help="Depth of the n_layers discriminator."),
-        click.option("--ngf", type=POSITIVE, default=64, show_default=True, help="Generator base channels."),
-        click.option("--ndf", type=POSITIVE, default=64, show_default=True, help="Discriminator base channels."),
-        click.option("--norm", type=click.Choice(NORMS), default=norm, show_default=True),
-        click.option("--init", "init_kind", type=click.Choice(INITS), default="normal", show_default=True),
-        click.option("--dropout/--no-dropout", default=dropout, show_default=True, help="Generator dropout."),
+        click.option("--ngf", type=POSITIVE, default=defaults.base_channels, show_default=True,
+                     help="Generator base channels."),
+        click.option("--ndf", type=POSITIVE, default=d_defaults.base_channels, show_default=True,
+                     help="Discriminator base channels."),
+        click.option("--norm", type=click.Choice(NORMS), default=defaults.norm, show_default=True),
+        click.option("--init", "init_kind", type=click.Choice(INITS), default=defaults.init, show_default=True),
+        click.option("--dropout/--no-dropout", default=defaults.dropout, show_default=True, help="Generator dropout."),
         click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default=gan_loss, show_default=True),
     ]
     return lambda fn: functools.reduce(lambda f, option: option(f), reversed(options), fn)
@@ -169,6 +189,9 @@ def discriminator_config(opts: dict, in_channels: int) -> DiscriminatorConfig:
                                n_layers=opts["n_layers_d"], norm=opts["norm"], init=opts["init_kind"])
 
 
+P2P, CG = Pix2PixConfig(), CycleGANConfig()  # each model's defaults, shown by --help
+
+
 @train.command(epilog="""\b
 Examples:
   i2i train pix2pix --data datasets/facades --direction BtoA
@@ -177,20 +200,20 @@ Examples:
   i2i train pix2pix --data my_pairs --dry-run                                 # show config
 """)
 @training_options
-@network_options(generator="unet_256", norm="batch", dropout=True, gan_loss="vanilla")
-@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
+@network_options(P2P.generator, P2P.discriminator, P2P.gan_loss)
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=P2P.direction, show_default=True,
               help="AtoB: translate A (left half / A folder) into B.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True,
+@click.option("--layout", type=click.Choice(LAYOUTS), default=D.layout, show_default=True,
               help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
-@click.option("--input-channels", type=CHANNELS, default=3, show_default=True)
-@click.option("--output-channels", type=CHANNELS, default=3, show_default=True)
-@click.option("--lambda-l1", type=click.FloatRange(min=0), default=100.0, show_default=True)
+@click.option("--input-channels", type=CHANNELS, default=P2P.generator.in_channels, show_default=True)
+@click.option("--output-channels", type=CHANNELS, default=P2P.generator.out_channels, show_default=True)
+@click.option("--lambda-l1", type=click.FloatRange(min=0), default=P2P.lambda_l1, show_default=True)
 def pix2pix(**opts) -> None:
     """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
     g = generator_config(opts, opts["input_channels"], opts["output_channels"])
     model_cfg = Pix2PixConfig(generator=g, discriminator=discriminator_config(opts, g.in_channels + g.out_channels),
                               direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"])
-    run_training("pix2pix", model_cfg, data_config(opts, opts["layout"]), opts)
+    run_training("pix2pix", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
 
 
 @train.command(epilog="""\b
@@ -200,16 +223,18 @@ Examples:
   i2i train cyclegan --data datasets/horse2zebra --max-steps 40000 --resume     # continue
 """)
 @training_options
-@network_options(generator="resnet_9blocks", norm="instance", dropout=False, gan_loss="lsgan")
-@click.option("--a-channels", type=CHANNELS, default=3, show_default=True, help="Channels of domain A images.")
-@click.option("--b-channels", type=CHANNELS, default=3, show_default=True, help="Channels of domain B images.")
-@click.option("--lambda-cycle", type=click.FloatRange(min=0), default=10.0, show_default=True,
+@network_options(CG.g_ab, CG.d_a, CG.gan_loss)
+@click.option("--a-channels", type=CHANNELS, default=CG.g_ab.in_channels, show_default=True,
+              help="Channels of domain A images.")
+@click.option("--b-channels", type=CHANNELS, default=CG.g_ab.out_channels, show_default=True,
+              help="Channels of domain B images.")
+@click.option("--lambda-cycle", type=click.FloatRange(min=0), default=CG.lambda_cycle, show_default=True,
               help="Weight of both cycle-consistency L1 terms.")
-@click.option("--lambda-identity", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--lambda-identity", type=click.FloatRange(min=0), default=CG.lambda_identity, show_default=True,
               help="Identity loss weight, times --lambda-cycle (0: off; needs equal channels).")
-@click.option("--pool-size", type=click.IntRange(min=0), default=50, show_default=True,
+@click.option("--pool-size", type=click.IntRange(min=0), default=CG.pool_size, show_default=True,
               help="History of generated images shown to the discriminators (0: off).")
-@click.option("--serial/--no-serial", default=False, show_default=True,
+@click.option("--serial/--no-serial", default=D.serial, show_default=True,
               help="Pair A[i] with B[i] in order instead of a random B.")
 def cyclegan(**opts) -> None:
     """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs)."""
@@ -220,7 +245,7 @@ def cyclegan(**opts) -> None:
         gan_loss=opts["gan_loss"], lambda_cycle=opts["lambda_cycle"], lambda_identity=opts["lambda_identity"],
         pool_size=opts["pool_size"],
     )
-    run_training("cyclegan", model_cfg, data_config(opts, serial=opts["serial"]), opts)
+    run_training("cyclegan", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
 
 
 @main.command(epilog="""\b
@@ -262,6 +287,10 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     from i2i.data.io import ImageReadError
     from i2i.inference import Translator
 
+    if owns_process():
+        from i2i.process import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         translator = Translator.from_pretrained(
             checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
@@ -336,6 +365,11 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     from i2i.evaluate import evaluate_run, format_table, score_folders
     from i2i.metrics import json_safe
 
+    if owns_process():
+        from i2i.process import tune_cpu_allocator
+
+        tune_cpu_allocator()
+
     try:
         if opts["outputs"] is not None:
             if checkpoint is not None or opts["targets"] is None:
@@ -383,7 +417,3 @@ def demo(out: Path, steps: int, seed: int) -> None:
 
     report = run_demo(out, steps=steps, seed=seed)
     click.echo(report.text())
-
-
-if __name__ == "__main__":
-    main()

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from i2i.version import __version__
+
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 AUGMENT_ON = ("cpu", "device")  # where training images are resized, cropped and flipped
 LAYOUTS = ("auto", "side_by_side", "folders")
@@ -33,6 +35,17 @@ class DataConfig:
     strict: bool = False  # fail on the first unreadable image instead of skipping it
     serial: bool = False  # unpaired data only: pair A[i] with B[i % |B|] instead of a random B
     augment_on: str = "cpu"  # "device": the training device resizes/crops/flips (kornia), the CPU only decodes
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options (empty when they can be used), checked before anything runs."""
+        found = _not_in(self, layout=LAYOUTS, preprocess=PREPROCESS_MODES, augment_on=AUGMENT_ON)
+        found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in ("load_size", "crop_size")
+                  if getattr(self, name) < 1]
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
+            found.append(f"crop_size {self.crop_size} is larger than load_size {self.load_size}: with preprocess "
+                         f"{self.preprocess} images are resized to load_size first, so the crop cannot fit "
+                         "(--crop-size must be <= --load-size)")
+        return found
 
 
 @dataclass
@@ -68,6 +81,24 @@ class TrainConfig:
     save_minutes: float = 10.0  # also checkpoint when this long has passed since the last one (0: off)
     keep_last: int = 3
 
+    def problems(self) -> list[str]:
+        """What is wrong with these options (empty when they can be used), checked before anything runs."""
+        found = _not_in(self, device=DEVICES, precision=PRECISIONS)
+        positive = ("batch_size", "log_every", "keep_last", "val_size")
+        found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        not_negative = ("epochs", "decay_epochs", "val_every", "sample_every", "save_every", "save_minutes")
+        found += [f"{name} must be >= 0, got {getattr(self, name)}" for name in not_negative
+                  if getattr(self, name) < 0]
+        if self.max_steps is not None and self.max_steps < 1:
+            found.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.max_steps is None and self.epochs + self.decay_epochs == 0:
+            found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
+        if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            found.append(f"Adam needs lr > 0 and betas in [0, 1), got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
+        if self.workers is not None and self.workers < 0:
+            found.append(f"workers must be >= 0, got {self.workers}")
+        return found
+
 
 @dataclass
 class RunConfig:
@@ -83,8 +114,6 @@ class RunConfig:
         return Path(self.train.runs_dir) / self.train.name
 
     def to_dict(self) -> dict[str, Any]:
-        from i2i import __version__
-
         return {
             "i2i_version": __version__,
             "model": self.model,
@@ -97,22 +126,21 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        from i2i.models import MODELS
-
-        if d.get("model") not in MODELS:
-            raise ValueError(f"unknown model {d.get('model')!r} in config; known: {', '.join(MODELS)}")
-        config_cls = MODELS[d["model"]].config_class
+    def from_dict(cls, d: dict[str, Any], model_config_class: type) -> RunConfig:
+        """Rebuild from `to_dict()` output; the model's config class comes from the model registry
+        (`i2i.models.run_config_from_dict` looks it up by name)."""
         return cls(
             model=d["model"],
-            model_config=from_dict(config_cls, d["model_config"]),
+            model_config=from_dict(model_config_class, d["model_config"]),
             data=from_dict(DataConfig, d.get("data", {})),
             train=from_dict(TrainConfig, d.get("train", {})),
         )
 
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        return cls.from_dict(json.loads(text))
+
+def _not_in(config: Any, **choices: tuple[str, ...]) -> list[str]:
+    """One message per field whose value is not among its choices."""
+    return [f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}"
+            for name, allowed in choices.items() if getattr(config, name) not in allowed]
 
 
 T = typing.TypeVar("T")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import sys
-
 import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -43,24 +40,3 @@ def resolve_precision(name: str, device: torch.device) -> str:
 def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
     """Mixed precision for `dtype` on `device` (a no-op for fp32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in the process (glibc) so each step does not page-fault its tensors back in.
-
-    PyTorch's CPU allocator is plain malloc: every activation, gradient and bf16 weight copy of a
-    step is freed and re-allocated, and glibc hands large blocks back to the kernel. On the Pix2Pix
-    step that cost ~15k page faults and ~50 ms (0.48 -> 0.43 s, measured). Returns False where this
-    is not glibc (nothing changes there).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    ok = mallopt(m_mmap_threshold, 2**30)  # blocks up to 1 GiB come from the heap
-    ok &= mallopt(m_trim_threshold, 2**31 - 1)  # never shrink the heap
-    ok &= mallopt(m_top_pad, 64 * 2**20)  # grow it in large steps
-    return bool(ok)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from i2i.data.io import list_images, write_image
+from i2i.data.layout import resolve_split
 from i2i.inference import Translator
 from i2i.metrics import distribution_metrics_unavailable, distribution_scores, json_safe, paired_scores
 
@@ -29,18 +33,6 @@ def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = Tr
     return scores
 
 
-def resolve_split(root: Path, split: str, unpaired: bool) -> str:
-    """`split` when the data has it, else its usual stand-in (val <-> test), else an error naming the paths."""
-    def exists(name: str) -> bool:
-        return (root / f"{name}A").is_dir() if unpaired else (root / name).is_dir()
-
-    for candidate in (split, {"val": "test", "test": "val"}.get(split, split)):
-        if exists(candidate):
-            return candidate
-    wanted = f"{root / split}A/ and {split}B/" if unpaired else str(root / split)
-    raise FileNotFoundError(f"no {split} split in {root}: expected {wanted}")
-
-
 def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = "val", direction: str | None = None,
                  work_dir: str | Path | None = None, fid: bool = True, baseline: bool = True, device: str = "auto",
                  precision: str = "fp32", batch_size: int = 4) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
     """
     translator = Translator.from_pretrained(checkpoint, direction=direction, device=device, precision=precision)
     root = Path(data_root)
-    unpaired = translator.cfg.model == "cyclegan"
+    unpaired = translator.data_spec.kind == "unpaired"
     split = resolve_split(root, split, unpaired)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir) if work_dir else Path(tmp)
@@ -79,20 +71,19 @@ def _write_paired_split(translator: Translator, root: Path, split: str, inputs: 
     """Inputs, targets and translations of a paired split as same-named PNGs (full size, no cropping)."""
     from i2i.data.paired import PairedDataset
 
-    cfg = translator.cfg
-    dataset = PairedDataset(root, split=split, layout=cfg.data.layout, direction=cfg.model_config.direction)
-    for start in range(0, len(dataset), batch_size):
-        names, sources = [], []
-        for index in range(start, min(start + batch_size, len(dataset))):
-            a, b = dataset.read_pair(index)
-            source, target = (b, a) if dataset.swap else (a, b)
-            name = f"{Path(dataset.items[index][0]).stem}.png"
+    dataset = PairedDataset(root, split=split, layout=translator.cfg.data.layout,
+                            direction=translator.data_spec.direction)
+
+    def sources() -> Iterator[tuple[np.ndarray, str]]:
+        for index in range(len(dataset)):
+            source, target = dataset.source_target(index)
+            name = f"{dataset.name(index)}.png"
             write_image(inputs / name, source)
             write_image(targets / name, target)
-            names.append(name)
-            sources.append(source)
-        for name, out in zip(names, translator.translate_arrays(sources, batch_size=batch_size), strict=True):
-            write_image(outputs / name, out)
+            yield source, name
+
+    for out, name in translator.translate_stream(sources(), batch_size=batch_size):
+        write_image(outputs / name, out)
 
 
 def format_table(result: dict[str, Any]) -> str:

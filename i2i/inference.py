@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import math
-import sys
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
+from i2i import folders
 from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
-from i2i.config import FORMATS, SIZE_MODES, RunConfig
-from i2i.data.io import ImageReadError, list_images, pil_to_array, read_image, to_float, write_image
+from i2i.config import SIZE_MODES, RunConfig
+from i2i.data import DataSpec
+from i2i.data.io import convert_depth, pil_to_array, read_image, to_float
 from i2i.data.tensors import to_image, to_tensor
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_cpu_allocator
-from i2i.models import MODELS
+from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.folders import DirSummary
+from i2i.models import MODELS, run_config_from_dict
 from i2i.nets import GeneratorConfig
 from i2i.nets.layers import per_image_norm
+
+T = TypeVar("T")
 
 AUTO_TILE_PIXELS = 1536 * 1536  # above this many (padded) pixels an image is translated in tiles
 DEFAULT_TILE = 512
@@ -38,12 +38,16 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
     Returns the network (with its trained weights, in train mode as built), its architecture config,
     the run config stored with the weights, and the direction it translates.
     """
+    return _load(path, direction)[:4]
+
+
+def _load(path: str | Path, direction: str | None) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
     resolved = resolve_checkpoint(path)
     files = [resolved] if resolved.is_file() else sorted(resolved.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no weights files in {resolved}")
     config, network = read_metadata(files[0])
-    cfg = RunConfig.from_dict(config)
+    cfg = run_config_from_dict(config)
     with torch.device("meta"):  # no memory and no random init: the weights are loaded below
         model = MODELS[cfg.model](cfg.model_config)
     available = model.generators()  # direction -> network name
@@ -64,7 +68,7 @@ def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
     name = available[direction]
     net = model.networks()[name]
     net.load_state_dict(load_weights(resolved if resolved.is_file() else resolved / f"{name}.safetensors"), assign=True)
-    return net, model.generator_config(name), cfg, direction
+    return net, model.generator_config(name), cfg, direction, model.data_spec()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -103,21 +107,6 @@ class ImageMeta:
     alpha: np.ndarray | None
 
 
-@dataclass
-class DirSummary:
-    """Counts of one `translate_dir` run."""
-
-    translated: int = 0
-    skipped: int = 0  # output already there (resumed run) or identical to the input path
-    failed: list[str] = field(default_factory=list)  # "path: reason"
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        rate = self.translated / self.seconds if self.seconds else 0.0
-        return (f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)} "
-                f"in {self.seconds:.1f} s ({rate:.2f} images/s)")
-
-
 class Translator:
     """Translate images with a trained generator: `Translator.from_pretrained(run_dir)(image)`.
 
@@ -125,18 +114,17 @@ class Translator:
     cropped back (`size_mode="resize"` resizes to the training crop and back instead). Images above
     AUTO_TILE_PIXELS, or every image when `tile` is set, are translated in overlapping tiles blended
     with a raised-cosine window, so memory stays bounded. BatchNorm uses each image's own statistics
-    (see PerImageBatchNorm), so outputs do not depend on batch mates; dropout is off unless
+    (see nets.layers.PerImageBatchNorm), so outputs do not depend on batch mates; dropout is off unless
     `keep_dropout=True` (the paper's stochastic outputs).
     """
 
     def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, cfg: RunConfig, direction: str,
                  device: torch.device, precision: str = "fp32", keep_dropout: bool = False, size_mode: str = "pad",
-                 tile: int | None = None, tile_overlap: int = 64) -> None:
+                 tile: int | None = None, tile_overlap: int = 64, data_spec: DataSpec | None = None) -> None:
         if size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {', '.join(SIZE_MODES)}, got {size_mode!r}")
         self.cfg, self.gen_cfg, self.direction, self.device = cfg, gen_cfg, direction, device
-        if device.type == "cpu":
-            tune_cpu_allocator()
+        self.data_spec = data_spec  # what the model trained on (evaluation picks paired or unpaired scores by it)
         self.dtype = DTYPES[resolve_precision(precision, device)]
         self.net = per_image_norm(generator).to(device).eval()
         if keep_dropout:
@@ -153,8 +141,8 @@ class Translator:
     def from_pretrained(cls, path: str | Path, direction: str | None = None, device: str = "auto",
                         precision: str = "fp32", **options: Any) -> Translator:
         """Load from a run directory (latest checkpoint), a checkpoint folder or one weights file."""
-        net, gen_cfg, cfg, direction = load_generator(path, direction)
-        return cls(net, gen_cfg, cfg, direction, pick_device(device), precision, **options)
+        net, gen_cfg, cfg, direction, spec = _load(path, direction)
+        return cls(net, gen_cfg, cfg, direction, pick_device(device), precision, data_spec=spec, **options)
 
     # -- tensors ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -230,28 +218,26 @@ class Translator:
         if meta.alpha is not None and self.in_channels == self.out_channels:
             alpha = meta.alpha
             if alpha.dtype != result.dtype:
-                alpha = _convert_depth(alpha, result.dtype)
+                alpha = convert_depth(alpha, result.dtype)
             result = np.concatenate([result, alpha], axis=2)
         return result
 
+    def translate_stream(self, items: Iterable[tuple[np.ndarray, T]], batch_size: int = 8,
+                         ) -> Iterator[tuple[np.ndarray, T]]:
+        """Translate (array, tag) pairs lazily and in order, yielding (output, tag).
+
+        Same-size neighbours are batched (outputs do not depend on it); images that are tiled go alone.
+        """
+        prepared = ((*self.prepare(array), tag) for array, tag in items)
+        alone = lambda item: self.needs_tiling(*item[0].shape[-2:])  # noqa: E731
+        for group in batched(prepared, key=lambda item: item[0].shape, size=batch_size, alone=alone):
+            outs = self.translate_tensor(torch.cat([tensor for tensor, _, _ in group]))
+            for out, (_, meta, tag) in zip(outs, group, strict=True):
+                yield self.finish(out, meta), tag
+
     def translate_arrays(self, arrays: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
         """Translate arrays; same-size neighbours are batched together (outputs do not depend on it)."""
-        results: list[np.ndarray] = []
-        batch: list[tuple[torch.Tensor, ImageMeta]] = []
-
-        def flush() -> None:
-            outs = self.translate_tensor(torch.cat([t for t, _ in batch]))
-            results.extend(self.finish(o, meta) for o, (_, meta) in zip(outs, batch, strict=True))
-            batch.clear()
-
-        for array in arrays:
-            tensor, meta = self.prepare(array)
-            if batch and (tensor.shape != batch[0][0].shape or len(batch) >= batch_size):
-                flush()
-            batch.append((tensor, meta))
-        if batch:
-            flush()
-        return results
+        return [out for out, _ in self.translate_stream(((a, None) for a in arrays), batch_size)]
 
     def __call__(self, x: Any, tensor_range: tuple[float, float] = (-1.0, 1.0)) -> Any:
         """Translate one image or a list of them, returning the same kind.
@@ -283,119 +269,32 @@ class Translator:
 
     def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False) -> DirSummary:
         """Translate one image file into the file `dst` (its extension picks the format)."""
-        src, dst = Path(src), Path(dst)
-        summary, started = DirSummary(), time.perf_counter()
-        if dst.resolve() == src.resolve():
-            raise ValueError(f"refusing to overwrite the input {src}")
-        if dst.exists() and not overwrite:
-            summary.skipped = 1
-        else:
-            _write_output(dst, self.translate_arrays([read_image(src)])[0])
-            summary.translated = 1
-        summary.seconds = time.perf_counter() - started
-        return summary
+        return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite)
 
-    # -- folders ---------------------------------------------------------------------------------
     def translate_dir(self, src: str | Path, dst: str | Path, *, fmt: str = "same", overwrite: bool = False,
                       strict: bool = False, batch_size: int = 4, allow_inside_input: bool = False,
                       io_threads: int = 2, progress: bool = True) -> DirSummary:
-        """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
+        """Translate a file or a whole tree into `dst`, mirroring relative paths and names (see i2i.folders)."""
+        def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
+            return self.translate_stream(items, batch_size)
 
-        Existing outputs are skipped unless `overwrite` (so a killed run resumes), every output is
-        written atomically, inputs are never overwritten, and `dst` inside `src` is refused unless
-        `allow_inside_input`. Unreadable files are reported and skipped (or raise with `strict`).
-        """
-        if fmt not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        src, dst = Path(src).resolve(), Path(dst).resolve()
-        if not src.exists():
-            raise FileNotFoundError(f"input {src} does not exist")
-        if src.is_dir() and dst.is_relative_to(src) and not allow_inside_input:
-            raise ValueError(f"output {dst} is inside the input folder {src}; choose another output folder "
-                             "(or allow it: allow_inside_input=True, --allow-output-inside-input)")
-        files = [src] if src.is_file() else [p for p in list_images(src, recursive=True) if not p.is_relative_to(dst)]
-        base = src.parent if src.is_file() else src
-        summary = DirSummary()
-        jobs = []
-        for f in files:
-            out = output_path(f, base, dst, fmt)
-            if out.resolve() == f.resolve() or (out.exists() and not overwrite):
-                summary.skipped += 1
-            else:
-                jobs.append((f, out))
-        started = time.perf_counter()
-        bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
-        writes: list[tuple[Path, Future]] = []
-        batch: list[tuple[torch.Tensor, ImageMeta, Path]] = []
-
-        def fail(path: Path, reason: str) -> None:
-            summary.failed.append(f"{path}: {reason}")
-            tqdm.write(f"error: {reason}", file=sys.stderr)
-            if strict:
-                raise ImageReadError(reason)
-
-        with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
-            def flush() -> None:
-                outs = self.translate_tensor(torch.cat([t for t, _, _ in batch]))
-                for out, (_, meta, path) in zip(outs, batch, strict=True):
-                    writes.append((path, pool.submit(_write_output, path, self.finish(out, meta))))
-                bar.update(len(batch))
-                bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f} img/s")
-                batch.clear()
-
-            for (source, out_path), future in prefetch(pool, lambda job: read_image(job[0]), jobs, 2 * batch_size):
-                try:
-                    array = future.result()
-                except ImageReadError as err:
-                    fail(source, str(err))
-                    bar.update(1)
-                    continue
-                tensor, meta = self.prepare(array)
-                alone = self.needs_tiling(*tensor.shape[-2:])
-                if batch and (alone or tensor.shape != batch[0][0].shape or len(batch) >= batch_size):
-                    flush()
-                batch.append((tensor, meta, out_path))
-                if alone:
-                    flush()
-            if batch:
-                flush()
-            for path, future in writes:
-                try:
-                    future.result()
-                    summary.translated += 1
-                except (OSError, ValueError) as err:
-                    fail(path, f"cannot write {path}: {err}")
-        bar.close()
-        summary.seconds = time.perf_counter() - started
-        return summary
+        return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
+                                      allow_inside_input=allow_inside_input, io_threads=io_threads,
+                                      read_ahead=2 * batch_size, progress=progress)
 
 
-def _convert_depth(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint16:
-        return array.astype(np.uint16) * 257
-    return (array.astype(np.float32) / 257).round().astype(np.uint8)
-
-
-def _write_output(path: Path, array: np.ndarray) -> None:
-    if array.dtype == np.uint16 and path.suffix.lower() not in (".png", ".tif", ".tiff"):
-        array = _convert_depth(array, np.uint8)
-    if path.suffix.lower() in (".jpg", ".jpeg") and array.ndim == 3 and array.shape[2] in (2, 4):
-        array = array[:, :, :-1]  # JPEG has no alpha
-    write_image(path, array)
-
-
-def output_path(source: Path, base: Path, dst: Path, fmt: str) -> Path:
-    """Where the translation of `source` goes: the same relative path under `dst`, extension by `fmt`."""
-    rel = source.relative_to(base)
-    return dst / (rel if fmt == "same" else rel.with_suffix(f".{fmt}"))
-
-
-def prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, depth: int) -> Iterator[tuple[Any, Future]]:
-    """Yield (item, future of fn(item)) in order, keeping at most `depth` jobs in flight."""
-    pending: deque = deque()
+def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,
+            alone: Callable[[T], bool] = lambda _: False) -> Iterator[list[T]]:
+    """Consecutive items with equal `key`, at most `size` to a list; an item with `alone(item)` is its own list."""
+    group: list[T] = []
     for item in items:
-        pending.append((item, pool.submit(fn, item)))
-        if len(pending) >= depth:
-            yield pending.popleft()
-    while pending:
-        yield pending.popleft()
+        single = alone(item)
+        if group and (single or key(item) != key(group[0]) or len(group) >= size):
+            yield group
+            group = []
+        group.append(item)
+        if single:
+            yield group
+            group = []
+    if group:
+        yield group

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -371,18 +370,3 @@ def build_report(run_dir: str | os.PathLike, *, max_samples: int = 12) -> Path:
     out = run_dir / REPORT_NAME
     atomic_write_bytes(out, page.encode("utf-8"))
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m i2i.report RUN_DIR [RUN_DIR ...]`: (re)build each run's report.html and print its path."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print("usage: python -m i2i.report RUN_DIR [RUN_DIR ...]", file=sys.stderr)
-        return 2
-    for run in args:
-        print(build_report(run))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

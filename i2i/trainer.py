@@ -1,15 +1,20 @@
-"""The shared training loop for every model: device, precision, optimizers, schedule, logging, checkpoints."""
+"""The shared training loop for every model: device, precision, optimizers, schedule, logging, checkpoints.
+
+Set-up happens in small functions called by `Trainer.__init__`, which validates every option and reads
+what it needs but writes nothing; the run directory is created when `fit()` starts. `fit()` reads top to
+bottom: take a batch, run the model's updates, then the every-N actions (log, samples, validation,
+checkpoint).
+"""
 
 from __future__ import annotations
 
-import json
-import math
+import importlib.util
 import os
 import random
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,21 +23,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from i2i.checkpoint import latest_checkpoint, load_state, load_weights, save_checkpoint
-from i2i.config import RunConfig
+from i2i.checkpoint import load_state, load_weights, save_checkpoint
+from i2i.config import RunConfig, TrainConfig
+from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
-from i2i.data.io import atomic_write_bytes, write_image
-from i2i.data.sampling import EpochSampler, batch_size_of, collate_skipping
+from i2i.data.layout import DataError, resolve_split
+from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision, tune_cpu_allocator
-from i2i.evaluate import resolve_split
-from i2i.models import MODELS
+from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.models import Model, Update, build_model
+from i2i.process import import_dynamo, training_flags
 from i2i.report import build_report
-from i2i.startup import import_dynamo
-from i2i.validation import Validator, higher_is_better
+from i2i.rundir import RunDir
+from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
 
 
 class RunError(RuntimeError):
@@ -59,6 +64,48 @@ class Summary:
                 f"checkpoint {self.checkpoint}")
 
 
+@dataclass
+class Placement:
+    """Where and how the networks run."""
+
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16 (resolved from "auto")
+    memory_format: torch.memory_format
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.precision]
+
+
+# -- set-up ------------------------------------------------------------------------------------------
+
+def place(t: TrainConfig) -> Placement:
+    """The device, autocast precision and memory layout that `t` asks for (auto resolved)."""
+    device = pick_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    if precision == "fp16" and device.type == "cpu":
+        raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
+    channels_last = device.type == "cuda" if t.channels_last is None else t.channels_last
+    return Placement(device, precision, torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def check_options(cfg: RunConfig, model: Model) -> None:
+    """Every problem with the options, found before anything is written or trained."""
+    t = cfg.train
+    problems = cfg.data.problems() + t.problems()
+    if t.val_every:
+        views = model.views()
+        if not t.val_fid and not any(v.paired for v in views.values()):
+            problems.append("validating an unpaired model compares distributions: add --val-fid")
+        names = metric_names(views, t.val_fid)
+        if t.best_metric is not None and t.best_metric not in names:
+            problems.append(f"--best-metric {t.best_metric} is not among the validation metrics: {', '.join(names)}")
+    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        problems.append("--tensorboard needs the tensorboard package: pip install tensorboard")
+    if problems:
+        raise RunError("invalid options:\n  " + "\n  ".join(problems))
+
+
 def default_workers(device: torch.device) -> int:
     """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -82,115 +129,208 @@ def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - (step - constant_steps) / decay_steps)
 
 
+def build_in_background(cfg: RunConfig) -> Model:
+    """The model, initialised while the data pipeline imports.
+
+    Weight init is C++ work that releases the GIL: overlapping it with importing albumentations (~0.4 s)
+    saves that much start-up. The model constructors import nothing, so the threads cannot deadlock.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(build_model, cfg)
+        import i2i.data.transforms  # noqa: F401
+        return building.result()
+
+
+def make_optimizers(updates: list[Update], t: TrainConfig, steps_per_epoch: int, device: torch.device,
+                    ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.optim.lr_scheduler.LambdaLR]]:
+    """One Adam and one schedule (constant, then linear decay to zero, stepped per step) per update."""
+    import_dynamo()  # the first optimizer imports it anyway; with the collector paused it is faster
+    fused = device.type in ("cuda", "cpu")
+    optimizers = {u.name: torch.optim.Adam(u.parameters, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
+                  for u in updates}
+    constant, decay = t.epochs * steps_per_epoch, t.decay_epochs * steps_per_epoch
+    schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
+                  for name, opt in optimizers.items()}
+    return optimizers, schedulers
+
+
+def make_validator(cfg: RunConfig, model: Model) -> Validator:
+    t = cfg.train
+    root = t.val_data or cfg.data.root
+    split = resolve_split(Path(root), t.val_split, unpaired=model.data_spec().kind == "unpaired")
+    return Validator(model, cfg.data, root, split, size=t.val_size, fid=t.val_fid)
+
+
+def compile_networks(networks: Iterable[nn.Module], device: torch.device) -> None:
+    """torch.compile each network in place (weights keep their names); fall back to eager with a message."""
+    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        warn("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly")
+        return
+    for net in networks:
+        net.compile()
+
+
+def warn(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+# -- the trainer -------------------------------------------------------------------------------------
+
 class Trainer:
-    """Runs any registered model: its `update_order` says which optimizer steps when, the loop does the rest."""
+    """Trains any registered model: the model lists its updates (see i2i/models/base.py), the trainer does
+    the rest. Constructing one validates the options and prepares everything; `fit()` trains."""
 
     def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
-        self.run_dir = cfg.run_dir
-        self.device = pick_device(t.device)
-        self.precision = resolve_precision(t.precision, self.device)
-        if self.precision == "fp16" and self.device.type == "cpu":
-            raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
-        self.dtype = DTYPES[self.precision]
-        channels_last = self.device.type == "cuda" if t.channels_last is None else t.channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not t.deterministic  # fixed crop sizes: pick the fastest kernels
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        if t.deterministic:
-            torch.use_deterministic_algorithms(True)
+        self.place = place(t)
         seed_everything(t.seed)
-
-        # Weight init is C++ work that releases the GIL: overlap it with importing the data pipeline
-        # (albumentations, ~0.4 s). The model constructors import nothing, so the threads cannot deadlock.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            building = pool.submit(MODELS[cfg.model], cfg.model_config)
-            import i2i.data.transforms  # noqa: F401
-            self.model = building.result().to(self.device, memory_format=self.memory_format)
-        self.model.train()
+        self.model = build_in_background(cfg)
+        check_options(cfg, self.model)
+        self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         if t.compile:
-            compile_networks(self.model.networks().values(), self.device)
-        self.dataset = self.model.make_dataset(cfg.data, train=True)
+            compile_networks(self.model.networks().values(), self.place.device)
+
+        workers = default_workers(self.place.device) if t.workers is None else t.workers
+        self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
+                                   seed=t.seed, workers=workers, pin_memory=self.place.device.type == "cuda",
+                                   warn=warn)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
-        self.sampler = EpochSampler(len(self.dataset), seed=t.seed, shuffle=True)
-        workers = default_workers(self.device) if t.workers is None else t.workers
-        self.loader = DataLoader(
-            self.dataset, batch_size=t.batch_size, sampler=self.sampler, collate_fn=collate_skipping,
-            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            # its own generator: starting an iterator must not draw from the global RNG (resume would drift)
-            generator=torch.Generator().manual_seed(t.seed),
-        )
-        self.steps_per_epoch = math.ceil(len(self.dataset) / t.batch_size)
-        schedule_steps = (t.epochs + t.decay_epochs) * self.steps_per_epoch
+        schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
 
-        fused = self.device.type in ("cuda", "cpu")
-        import_dynamo()
-        self.optimizers = {
-            group: torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
-            for group, params in self.model.optim_groups().items()
-        }
-        constant, decay = t.epochs * self.steps_per_epoch, t.decay_epochs * self.steps_per_epoch
-        self.schedulers = {
-            group: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
-            for group, opt in self.optimizers.items()
-        }
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.updates = self.model.updates()
+        self.optimizers, self.schedulers = make_optimizers(self.updates, t, self.batches.steps_per_epoch,
+                                                           self.place.device)
+        self.scaler = torch.amp.GradScaler(self.place.device.type, enabled=self.place.precision == "fp16")
+        self.validator = make_validator(cfg, self.model) if t.val_every else None
 
-        self.step, self.epoch, self.position = 0, 0, 0
-        self.skipped: set[str] = set()  # unreadable files seen so far (each is warned about once)
+        self.run = RunDir(cfg.run_dir)
+        self.resume = resume
+        self.resume_from = self._checkpoint_to_resume() if resume else None
+        if not resume and self.run.latest_checkpoint() is not None:
+            raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
+                           f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
+        self.step = 0
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
         self.last_save = time.perf_counter()
-        self.validator = self._make_validator() if t.val_every else None
-        self._prepare_run_dir(resume)
-        self.tensorboard = _tensorboard_writer(self.run_dir) if t.tensorboard else None
+        self.tensorboard = None
 
-    def _make_validator(self) -> Validator:
+    @property
+    def device(self) -> torch.device:
+        return self.place.device
+
+    @property
+    def precision(self) -> str:
+        return self.place.precision
+
+    def _checkpoint_to_resume(self) -> Path | None:
+        saved = self.run.saved_config()
+        if saved is not None:
+            now = self.cfg.to_dict()
+            diffs = [f"{section}: saved {saved.get(section)} != now {now[section]}"
+                     for section in ("model", "model_config", "data") if saved.get(section) != now[section]]
+            if diffs:
+                raise RunError("--resume needs the same model and data options as the run it continues; "
+                               "differences:\n  " + "\n  ".join(diffs))
+        return self.run.latest_checkpoint()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> Summary:
+        """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t = self.cfg.train
-        root = t.val_data or self.cfg.data.root
-        split = resolve_split(Path(root), t.val_split, unpaired=self.model.data_kind == "unpaired")
-        if self.model.data_kind == "unpaired" and not t.val_fid:
-            raise RunError("validating an unpaired model compares distributions: add --val-fid")
-        return Validator(self.model, self.cfg.data, root, split, size=t.val_size, fid=t.val_fid)
+        with training_flags(self.device, t.deterministic, t.compile):
+            self._start()
+            started, start_step = time.perf_counter(), self.step
+            meter, last = LossMeter(), {}
+            bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
+                       dynamic_ncols=True)
+            for batch in self._device_batches() if self.step < self.total_steps else ():
+                losses, fakes = self.train_step(batch)
+                self.step += 1
+                meter.add(losses, images=next(iter(batch.values())).shape[0])
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == self.total_steps:
+                    last = self._log(meter, bar)
+                if t.sample_every and self.step % t.sample_every == 0:
+                    self._write_samples(self.model.samples(batch, fakes))
+                if t.val_every and self.step % t.val_every == 0:
+                    self._validate()
+                if self.step == self.total_steps:
+                    break
+                if self._checkpoint_due():
+                    self.save()
+            bar.close()
+            checkpoint = self.save()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        seconds = time.perf_counter() - started
+        images = (self.step - start_step) * t.batch_size
+        return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
+                       images / max(seconds, 1e-9), len(self.batches.skipped), last)
 
-    # -- run directory ---------------------------------------------------------------------------
-    def _prepare_run_dir(self, resume: bool) -> None:
-        ckpt = latest_checkpoint(self.run_dir)
-        if resume:
-            if (self.run_dir / "config.json").is_file():
-                self._check_same_run()
-            if ckpt is None:  # killed before its first checkpoint: nothing to load, so start over
-                tqdm.write(f"note: {self.run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
-                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            else:
-                self._load(ckpt)
-        elif ckpt is not None:
-            raise RunError(f"{self.run_dir} already holds a run (latest checkpoint {ckpt.name}); "
-                           "pass --resume to continue it or pick another --name")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.run_dir / "config.json", self.cfg.to_json().encode())
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One generator forward, then each update in the model's order; returns the losses and the fakes."""
+        with self.autocast():
+            fakes = self.model.generate(batch)
+        losses: dict[str, torch.Tensor] = {}
+        for update in self.updates:
+            with self.autocast():
+                out = update.loss(batch, fakes)
+            optimizer = self.optimizers[update.name]
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(optimizer)
+            losses[update.name] = out["loss"].detach()
+            losses.update({k: v.detach() for k, v in out.items() if k != "loss"})
+        self.scaler.update()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return losses, fakes
 
-    def _check_same_run(self) -> None:
-        saved = json.loads((self.run_dir / "config.json").read_text())
-        now = self.cfg.to_dict()
-        diffs = [f"{section}: saved {saved.get(section)} != now {now[section]}"
-                 for section in ("model", "model_config", "data") if saved.get(section) != now[section]]
-        if diffs:
-            raise RunError("--resume needs the same model and data options as the run it continues; "
-                           "differences:\n  " + "\n  ".join(diffs))
+    def autocast(self) -> torch.autocast:
+        return autocast(self.device, self.place.dtype)
+
+    def _device_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The stream's batches on the training device (augmented there with --augment-on device)."""
+        try:
+            for raw in self.batches:
+                if self.augment is not None:
+                    yield self.augment(raw, self.device, self.place.memory_format)
+                else:
+                    yield to_device(raw, self.device, self.place.memory_format)
+        except DataError as err:
+            raise RunError(f"{err} ({self.cfg.data.root})") from err
+
+    def _checkpoint_due(self) -> bool:
+        t = self.cfg.train
+        due = t.save_every and self.step % t.save_every == 0
+        overdue = t.save_minutes and time.perf_counter() - self.last_save > 60 * t.save_minutes
+        return bool(due or overdue)
+
+    # -- run directory and checkpoints --------------------------------------------------------------
+    def _start(self) -> None:
+        """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+            self.run.cut_metrics(after_step=self.step)
+        elif self.resume:  # killed before its first checkpoint: nothing to load, so start over
+            warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
+            self.run.cut_metrics(after_step=-1)
+        self.run.write_config(self.cfg.to_dict())
+        if self.cfg.train.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(self.run.path / "tensorboard"))
 
     def _state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "step": self.step, "epoch": self.epoch, "position": self.position, "skipped": sorted(self.skipped),
-            "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
-            "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
+            "step": self.step, **self.batches.state_dict(),
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
             "model": self.model.training_state(),
             "rng": rng,
@@ -199,139 +339,45 @@ class Trainer:
 
     def save(self, name: str | None = None) -> Path:
         """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html."""
-        path = save_checkpoint(self.run_dir, self.step, self.model.networks(), self._state(),
+        path = save_checkpoint(self.run.path, self.step, self.model.networks(), self._state(),
                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
         if name is None:
             self.last_save = time.perf_counter()
         try:
-            build_report(self.run_dir)
+            build_report(self.run.path)
         except Exception as err:  # the report is a view: never let it stop training
-            tqdm.write(f"warning: could not rebuild the report: {err}", file=sys.stderr)
+            warn(f"warning: could not rebuild the report: {err}")
         return path
 
     def _load(self, ckpt: Path) -> None:
         for name, net in self.model.networks().items():
             net.load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
         state = load_state(ckpt)
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.skipped = set(state["skipped"])
+        self.step = state["step"]
+        self.batches.load_state_dict(state)
         self.best = state.get("best") or None
-        for group, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][group])
-            self.schedulers[group].load_state_dict(state["schedulers"][group])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self._truncate_metrics(self.step)
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines written after the checkpoint we resume from (the killed run's last moments)."""
-        path = self.run_dir / "metrics.jsonl"
-        if path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-            atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
-
-    # -- the loop --------------------------------------------------------------------------------
-    def autocast(self) -> torch.autocast:
-        return autocast(self.device, self.dtype)
-
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """One generator forward, then each optimizer's update in the model's order; returns losses, fakes."""
-        with self.autocast():
-            fakes = self.model.generate(batch)
-        steps = self.model.steps()
-        losses: dict[str, torch.Tensor] = {}
-        for group in self.model.update_order:
-            with self.autocast():
-                out = steps[group](batch, fakes)
-            opt = self.optimizers[group]
-            opt.zero_grad(set_to_none=True)
-            self.scaler.scale(out["loss"]).backward()
-            self.scaler.step(opt)
-            losses[group] = out["loss"].detach()
-            losses.update({k: v.detach() for k, v in out.items() if k != "loss"})
-        self.scaler.update()
-        for scheduler in self.schedulers.values():
-            scheduler.step()
-        return losses, fakes
-
-    def fit(self) -> Summary:
-        """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
-        t = self.cfg.train
-        start_step, started = self.step, time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        last: dict[str, float] = {}
-        window_steps, window_images, window_start = 0, 0, time.perf_counter()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True)
-        while self.step < self.total_steps:
-            self.sampler.set_epoch(self.epoch, start=self.position * t.batch_size)
-            pass_start, trained = self.position, False
-            for raw in self.loader:
-                self.position += 1
-                for bad in raw["skipped"]:
-                    if bad.path not in self.skipped:
-                        self.skipped.add(bad.path)
-                        tqdm.write(f"warning: skipping unreadable image ({bad.reason})", file=sys.stderr)
-                n = batch_size_of(raw)
-                if n == 0:
-                    continue
-                if self.augment is not None:
-                    batch = self.augment(raw, self.device, self.memory_format)
-                else:
-                    batch = to_device(raw, self.device, self.memory_format)
-                losses, fakes = self.train_step(batch)
-                self.step += 1
-                trained = True
-                window_steps, window_images = window_steps + 1, window_images + n
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v.float()
-                bar.update(1)
-                if self.step % t.log_every == 0 or self.step == self.total_steps:
-                    elapsed = time.perf_counter() - window_start
-                    last = self._log(sums, window_steps, window_images / max(elapsed, 1e-9), bar)
-                    sums, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
-                if t.sample_every and self.step % t.sample_every == 0:
-                    self._write_samples(self.model.samples(batch, fakes))
-                if t.val_every and self.step % t.val_every == 0:
-                    self._validate()
-                due = t.save_every and self.step % t.save_every == 0
-                overdue = t.save_minutes and time.perf_counter() - self.last_save > 60 * t.save_minutes
-                if (due or overdue) and self.step != self.total_steps:
-                    self.save()
-                if self.step >= self.total_steps:
-                    break
-            if self.position >= self.steps_per_epoch:
-                if pass_start == 0 and not trained:
-                    raise RunError(f"no readable images in {self.cfg.data.root}: every one was skipped")
-                self.epoch, self.position = self.epoch + 1, 0
-        bar.close()
-        ckpt = self.save()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-        seconds = time.perf_counter() - started
-        images = (self.step - start_step) * t.batch_size
-        summary = Summary(self.run_dir, ckpt, self.step, self.epoch, seconds, images / max(seconds, 1e-9),
-                          len(self.skipped), last)
-        return summary
-
-    def _log(self, sums: dict[str, torch.Tensor], steps: int, images_per_s: float, bar: tqdm) -> dict[str, float]:
+    # -- every-N actions ---------------------------------------------------------------------------
+    def _log(self, meter: LossMeter, bar: tqdm) -> dict[str, float]:
         """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
-        keys = list(sums)
-        values = torch.stack([sums[k] for k in keys]).div(steps).tolist() if keys else []
-        losses = dict(zip(keys, values, strict=True))
+        losses, images_per_s = meter.flush()
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
-        record = {"step": self.step, "epoch": self.epoch, **losses, "lr": lr, "images_per_s": images_per_s}
-        self._append_metrics(record)
+        self._record({"step": self.step, "epoch": self.batches.epoch, **losses, "lr": lr,
+                      "images_per_s": images_per_s})
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if "_" not in k} | {"img/s": f"{images_per_s:.2f}"})
         return losses
 
-    def _append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def _record(self, record: dict[str, Any]) -> None:
+        self.run.append_metrics(record)
         if self.tensorboard is not None:
             for key, value in record.items():
                 if key not in ("step", "epoch"):
@@ -339,34 +385,47 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         """Score the held-out subset, log it, and keep ckpt/best when the chosen metric improved."""
-        scores = self.validator(self.model, self.device, self.dtype)
-        self._append_metrics({"step": self.step, "epoch": self.epoch, **scores})
-        metric = self.cfg.train.best_metric or next(
-            (k for k in scores if "psnr" in k), next((k for k in scores if "fid" in k), None))
-        if metric not in scores:
-            raise RunError(f"--best-metric {metric} is not among the validation metrics: {', '.join(scores)}")
+        scores = self.validator(self.model, self.device, self.place.dtype)
+        self._record({"step": self.step, "epoch": self.batches.epoch, **scores})
+        metric = self.cfg.train.best_metric or default_best_metric(list(scores))
         value = scores[metric]
         better = self.best is None or (value > self.best["value"] if higher_is_better(metric)
                                        else value < self.best["value"])
         if better:
             self.best = {"metric": metric, "value": value, "step": self.step}
             self.save(name="best")
-            atomic_write_bytes(self.run_dir / "best.json", json.dumps(self.best).encode())
+            self.run.write_best(self.best)
         return scores
 
     def _write_samples(self, images: dict[str, torch.Tensor]) -> None:
         grid = sample_grid(images)
-        write_image(self.run_dir / "samples" / f"step_{self.step:06d}.png", grid)
+        self.run.write_samples(self.step, grid)
         if self.tensorboard is not None:
             self.tensorboard.add_image("samples", grid, self.step, dataformats="HWC")
 
 
-def _tensorboard_writer(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:
-        raise RunError("--tensorboard needs the tensorboard package: pip install tensorboard") from err
-    return SummaryWriter(str(run_dir / "tensorboard"))
+class LossMeter:
+    """Sums losses on the device between log lines: no host sync per step, one per `flush`."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.images, self.start = 0, 0, time.perf_counter()
+
+    def add(self, losses: dict[str, torch.Tensor], images: int) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
+        self.steps, self.images = self.steps + 1, self.images + images
+
+    def flush(self) -> tuple[dict[str, float], float]:
+        """The mean of each loss since the last flush, and the images per second over that window."""
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys]).div(self.steps).tolist() if keys else []
+        images_per_s = self.images / max(time.perf_counter() - self.start, 1e-9)
+        self._reset()
+        return dict(zip(keys, values, strict=True)), images_per_s
 
 
 def to_device(batch: dict, device: torch.device,
@@ -379,18 +438,6 @@ def to_device(batch: dict, device: torch.device,
                            "or a --preprocess mode that crops to one size")
     return {k: v.to(device, non_blocking=True, memory_format=memory_format)
             for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
-def compile_networks(networks: Iterable[nn.Module], device: torch.device) -> None:
-    """torch.compile each network in place (weights keep their names); fall back to eager with a message."""
-    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
-        tqdm.write("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly", file=sys.stderr)
-        return
-    import torch._dynamo
-
-    torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eagerly instead
-    for net in networks:
-        net.compile()
 
 
 def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarray:
@@ -406,5 +453,3 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Summary:
     """Train the run `cfg` describes (the Python twin of `i2i train`)."""
     return Trainer(cfg, resume=resume, progress=progress).fit()
-
-

@@ -10,16 +10,35 @@ import torch
 
 from i2i.checkpoint import unwrap
 from i2i.config import DataConfig
+from i2i.data import make_dataset
 from i2i.data.sampling import Skipped
 from i2i.data.tensors import to_image
 from i2i.devices import autocast
 from i2i.metrics import psnr, ssim
+from i2i.models import Model, View
 from i2i.nets.layers import per_image_norm
 
 
 def higher_is_better(metric: str) -> bool:
     """PSNR and SSIM grow with quality; L1, FID and KID shrink."""
     return any(name in metric for name in ("psnr", "ssim"))
+
+
+def metric_names(views: dict[str, View], fid: bool) -> list[str]:
+    """The names a Validator reports for these views (known before any image is scored)."""
+    names = []
+    for direction, view in views.items():
+        suffix = "" if len(views) == 1 else f"_{direction}"
+        if view.paired:
+            names += [f"val_l1{suffix}", f"val_psnr{suffix}", f"val_ssim{suffix}"]
+        if fid:
+            names += [f"val_fid{suffix}", f"val_kid{suffix}"]
+    return names
+
+
+def default_best_metric(names: list[str]) -> str | None:
+    """What picks ckpt/best unless the user says: the first PSNR, else the first FID."""
+    return next((n for n in names if "psnr" in n), next((n for n in names if "fid" in n), None))
 
 
 class Validator:
@@ -31,9 +50,10 @@ class Validator:
     equal `size`). Metric names get a _AtoB / _BtoA suffix when a model has two generators.
     """
 
-    def __init__(self, model: torch.nn.Module, data: DataConfig, root: str, split: str, size: int = 16,
+    def __init__(self, model: Model, data: DataConfig, root: str, split: str, size: int = 16,
                  fid: bool = False) -> None:
-        dataset = model.make_dataset(dataclasses.replace(data, root=root, flip=False), split=split, train=False)
+        held_out = dataclasses.replace(data, root=root, flip=False)
+        dataset = make_dataset(model.data_spec(), held_out, split=split, train=False)
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int))
         self.samples = [s for s in (dataset[int(i)] for i in picks) if not isinstance(s, Skipped)]
         if not self.samples:
@@ -47,23 +67,23 @@ class Validator:
                 raise ValueError(f"validation FID is unavailable: {missing}")
 
     @torch.no_grad()
-    def __call__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        views = model.val_views()  # direction -> (input key, target key, paired)
+    def __call__(self, model: Model, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+        views = model.views()
         scores: dict[str, float] = {}
-        for direction, (source, target, paired) in views.items():
+        for direction, view in views.items():
             net = per_image_norm(copy.deepcopy(unwrap(model.networks()[model.generators()[direction]]))).eval()
             fakes, reals = [], []
             for sample in self.samples:
                 with autocast(device, dtype):
-                    fake = net(sample[source][None].to(device)).float()[0]
+                    fake = net(sample[view.source][None].to(device)).float()[0]
                 fakes.append(to_image(fake))
-                reals.append(to_image(sample[target]))
+                reals.append(to_image(sample[view.target]))
             suffix = "" if len(views) == 1 else f"_{direction}"
-            if paired:
-                scores[f"val_l1{suffix}"] = float(np.mean([np.abs(f.astype(float) - r).mean() / 255
-                                                           for f, r in zip(fakes, reals, strict=True)]))
-                scores[f"val_psnr{suffix}"] = float(np.mean([psnr(f, r) for f, r in zip(fakes, reals, strict=True)]))
-                scores[f"val_ssim{suffix}"] = float(np.mean([ssim(f, r) for f, r in zip(fakes, reals, strict=True)]))
+            if view.paired:
+                pairs = list(zip(fakes, reals, strict=True))
+                scores[f"val_l1{suffix}"] = float(np.mean([np.abs(f.astype(float) - r).mean() / 255 for f, r in pairs]))
+                scores[f"val_psnr{suffix}"] = float(np.mean([psnr(f, r) for f, r in pairs]))
+                scores[f"val_ssim{suffix}"] = float(np.mean([ssim(f, r) for f, r in pairs]))
             if self.fid:
                 from i2i.metrics import inception_features, scores_from_features
 

@@ -30,6 +30,7 @@ from i2i.devices import DTYPES, has_fast_bf16, pick_device
 from i2i.inference import Translator
 from i2i.models import CycleGANConfig, Pix2PixConfig
 from i2i.nets import GeneratorConfig
+from i2i.process import tune_cpu_allocator
 from i2i.trainer import Trainer, to_device
 
 
@@ -83,7 +84,7 @@ def bench_training(model: str, precision: str, args: argparse.Namespace, data: P
                                 precision=precision, channels_last=args.channels_last, compile=args.compile,
                                 workers=0))
     trainer = Trainer(cfg, progress=False)
-    batch = to_device(next(iter(trainer.loader)), trainer.device, trainer.memory_format)
+    batch = to_device(next(iter(trainer.batches.loader)), trainer.device, trainer.place.memory_format)
     counter = FlopCounterMode(display=False)
     with counter:
         trainer.train_step(batch)
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the `i2i` command does: this script owns its process
     device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from helpers import same_weights, shared_dataset, tiny_cyclegan_config, write_unpaired
 from i2i.cli import main
 from i2i.data.io import read_image
-from i2i.data.paired import DataError
+from i2i.data.layout import DataError
 from i2i.data.sampling import Skipped
 from i2i.data.unpaired import UnpairedDataset
 from i2i.inference import Translator
@@ -27,13 +27,14 @@ NETS = ("G_AB", "G_BA", "D_A", "D_B")
 def test_one_step_changes_all_four_networks(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = CycleGAN(tiny_cyclegan_config(tmp_path, tmp_path).model_config)
-    opts = {k: torch.optim.Adam(v, lr=1e-3) for k, v in model.optim_groups().items()}
+    opts = {u.name: torch.optim.Adam(u.parameters, lr=1e-3) for u in model.updates()}
     before = {n: [p.detach().clone() for p in net.parameters()] for n, net in model.networks().items()}
     batch = {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1}
     fakes = model.generate(batch)
-    assert model.update_order == ("G", "D")
-    for group in model.update_order:
-        out = model.steps()[group](batch, fakes)
+    assert [u.name for u in model.updates()] == ["G", "D"]
+    for update in model.updates():
+        group = update.name
+        out = update.loss(batch, fakes)
         assert all(torch.isfinite(v) for v in out.values()), group
         opts[group].zero_grad()
         out["loss"].backward()
@@ -53,11 +54,11 @@ def test_generator_loss_is_the_papers_sum() -> None:
     d = DiscriminatorConfig(in_channels=3, base_channels=4, norm="instance")
     model = CycleGAN(CycleGANConfig(g_ab=g, g_ba=g, d_a=d, d_b=d, lambda_cycle=10.0, lambda_identity=0.5))
     batch = {"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1}
-    out = model.generator_step(batch, model.generate(batch))
+    out = model.generator_losses(batch, model.generate(batch))
     expected = (out["G_gan_AB"] + out["G_gan_BA"] + 10 * (out["G_cycle_A"] + out["G_cycle_B"])
                 + 5 * (out["G_idt_A"] + out["G_idt_B"]))
     torch.testing.assert_close(out["loss"], expected)
-    d_out = model.discriminator_step(batch, model.generate(batch))
+    d_out = model.discriminator_losses(batch, model.generate(batch))
     torch.testing.assert_close(d_out["loss"], d_out["D_A"] + d_out["D_B"])
 
 

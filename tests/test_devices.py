@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from i2i.devices import has_fast_bf16, pick_device, resolve_precision, tune_cpu_allocator
+from i2i.devices import has_fast_bf16, pick_device, resolve_precision
 from i2i.inference import Translator
+from i2i.process import tune_cpu_allocator
 from i2i.trainer import RunError, Trainer, train
 
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from helpers import shared_dataset, tiny_config, tiny_cyclegan_config, write_pairs, write_unpaired
 from i2i.cli import main
-from i2i.evaluate import evaluate_run, resolve_split
+from i2i.data.layout import resolve_split
+from i2i.evaluate import evaluate_run
 from i2i.metrics import distribution_metrics_unavailable
 from i2i.trainer import RunError, Trainer, train
 

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from i2i.config import DataConfig
 from i2i.data.io import ImageReadError
-from i2i.data.paired import DataError, PairedDataset, detect_layout, match_pairs, split_folder
+from i2i.data.layout import DataError, detect_layout, match_pairs, split_folder
+from i2i.data.paired import PairedDataset
 from i2i.data.sampling import EpochSampler, Skipped, batch_size_of, collate_skipping
 from i2i.data.transforms import paired_transform
 

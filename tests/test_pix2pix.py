@@ -35,7 +35,7 @@ def test_discriminator_step_trains_only_d_and_halves_the_loss() -> None:
     model = tiny_model()
     b = batch()
     fakes = model.generate(b)
-    out = model.discriminator_step(b, fakes)
+    out = model.discriminator_losses(b, fakes)
     assert torch.isfinite(out["loss"])
     torch.testing.assert_close(out["loss"], 0.5 * (out["D_real"] + out["D_fake"]))
     out["loss"].backward()
@@ -47,7 +47,7 @@ def test_generator_step_trains_only_g_and_weights_l1() -> None:
     model = tiny_model()
     b = batch()
     fakes = model.generate(b)
-    out = model.generator_step(b, fakes)
+    out = model.generator_losses(b, fakes)
     torch.testing.assert_close(out["loss"], out["G_gan"] + 100.0 * out["G_l1"])
     torch.testing.assert_close(out["G_l1"], (fakes["output"] - b["target"]).abs().mean())
     out["loss"].backward()
@@ -59,19 +59,20 @@ def test_generator_step_trains_only_g_and_weights_l1() -> None:
 def test_one_optimisation_step_changes_both_networks() -> None:
     for loss in ("vanilla", "lsgan", "hinge", "wgangp"):
         model = tiny_model(loss)
-        opts = {k: torch.optim.Adam(v, lr=1e-3) for k, v in model.optim_groups().items()}
+        opts = {u.name: torch.optim.Adam(u.parameters, lr=1e-3) for u in model.updates()}
         g0, d0 = snapshot(model.G), snapshot(model.D)
         b = batch()
         fakes = model.generate(b)
-        for group in model.update_order:
-            out = model.steps()[group](b, fakes)
+        for update in model.updates():
+            group = update.name
+            out = update.loss(b, fakes)
             assert torch.isfinite(out["loss"]), (loss, group)
             opts[group].zero_grad()
             out["loss"].backward()
             opts[group].step()
         assert changed(g0, model.G) and changed(d0, model.D), loss
         if loss == "wgangp":
-            assert "D_gp" in model.discriminator_step(b, model.generate(b))
+            assert "D_gp" in model.discriminator_losses(b, model.generate(b))
 
 
 def test_samples_and_generators_describe_the_model() -> None:

@@ -199,3 +199,10 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def convert_depth(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A uint8 array as uint16 (x 257, so 255 -> 65535) or a uint16 array as uint8 (rounded)."""
+    if dtype == np.uint16:
+        return array.astype(np.uint16) * 257
+    return (array.astype(np.float32) / 257).round().astype(np.uint8)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import albumentations as A
 import cv2
 import numpy as np
 
 from i2i.config import PREPROCESS_MODES, DataConfig
 from i2i.data.device_augment import DeferredGeometry
+from i2i.process import import_offline
 
-# One image at a time is resized here, in the training process: OpenCV's own thread pool only adds
-# hand-offs and competes with the model's threads (measured 0.3-0.4 s per 30 Pix2Pix steps).
-cv2.setNumThreads(1)
+A = import_offline("albumentations")  # without its network version check
 
 
 class ScaleWidth(A.ImageOnlyTransform):

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from i2i.data.device_augment import GEOMETRY
 from i2i.data.io import ImageReadError, list_images, read_image, to_float
-from i2i.data.paired import DataError
+from i2i.data.layout import DataError, domain_folder
 from i2i.data.sampling import Skipped, split_key
 from i2i.data.tensors import to_tensor
-
-
-def domain_folder(root: str | Path, split: str, domain: str) -> Path:
-    """ROOT/{split}{domain}, checked to exist and hold images."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist")
-    folder = root / f"{split}{domain}"
-    if not folder.is_dir():
-        raise DataError(f"domain folder {folder} does not exist (unpaired data needs {split}A/ and {split}B/)")
-    return folder
 
 
 class UnpairedDataset(Dataset):
@@ -40,7 +29,7 @@ class UnpairedDataset(Dataset):
         split: str = "train",
         a_channels: int = 3,
         b_channels: int = 3,
-        transform: A.Compose | None = None,
+        transform: Callable[..., dict] | None = None,
         serial: bool = False,
         strict: bool = False,
     ) -> None:

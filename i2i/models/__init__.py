@@ -1,10 +1,27 @@
-"""Model registry: the name a user picks on the CLI -> the model class (its `config_class` builds it)."""
+"""Model registry: the name a user picks on the CLI -> the model class, and configs rebuilt by model name."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from i2i.config import RunConfig
+from i2i.models.base import Model, Update, View
 from i2i.models.cyclegan import CycleGAN, CycleGANConfig
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 
-MODELS = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+MODELS: dict[str, type[Model]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 
-__all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Pix2Pix", "Pix2PixConfig"]
+__all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update", "View",
+           "build_model", "run_config_from_dict"]
+
+
+def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """A RunConfig from its saved dict (config.json, weights metadata), with the model's own config class."""
+    if d.get("model") not in MODELS:
+        raise ValueError(f"unknown model {d.get('model')!r} in config; known: {', '.join(MODELS)}")
+    return RunConfig.from_dict(d, MODELS[d["model"]].config_class)
+
+
+def build_model(cfg: RunConfig) -> Model:
+    """The model `cfg` names, built (on the CPU, initialised) from its model config."""
+    return MODELS[cfg.model](cfg.model_config)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from i2i.config import DataConfig
-from i2i.models.common import Batch, frozen
+from i2i.data import DataSpec
+from i2i.models.base import Batch, Losses, Model, Update, View, frozen
 from i2i.models.image_pool import ImagePool
 from i2i.models.losses import GANLoss, discriminator_loss
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
@@ -40,12 +38,10 @@ class CycleGANConfig:
     lambda_gp: float = 10.0  # used by the wgangp loss only
 
 
-class CycleGAN(nn.Module):
+class CycleGAN(Model):
     """Batches hold unaligned "A" and "B" images. G is updated first, then both discriminators."""
 
     config_class = CycleGANConfig
-    data_kind = "unpaired"
-    update_order = ("G", "D")
 
     def __init__(self, cfg: CycleGANConfig) -> None:
         super().__init__()
@@ -62,31 +58,25 @@ class CycleGAN(nn.Module):
         self.gan_loss = GANLoss(cfg.gan_loss)
         self.pool_A, self.pool_B = ImagePool(cfg.pool_size, seed=0), ImagePool(cfg.pool_size, seed=1)
 
+    def data_spec(self) -> DataSpec:
+        return DataSpec("unpaired", (self.cfg.g_ab.in_channels, self.cfg.g_ab.out_channels))
+
     def networks(self) -> dict[str, nn.Module]:
         return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
 
     def generators(self) -> dict[str, str]:
         return {"AtoB": "G_AB", "BtoA": "G_BA"}
 
-    def val_views(self) -> dict[str, tuple[str, str, bool]]:
-        """Outputs of each direction are compared with the real images of its target domain (unpaired)."""
-        return {"AtoB": ("A", "B", False), "BtoA": ("B", "A", False)}
-
     def generator_config(self, name: str) -> GeneratorConfig:
         return {"G_AB": self.cfg.g_ab, "G_BA": self.cfg.g_ba}[name]
 
-    def make_dataset(self, data: DataConfig, split: str = "train", train: bool = True) -> Dataset:
-        """Unpaired trainA/ + trainB/ data with each domain's channel count."""
-        from i2i.data.transforms import single_transform  # the data pipeline is only needed for training
-        from i2i.data.unpaired import UnpairedDataset
+    def views(self) -> dict[str, View]:
+        """Outputs of each direction are compared with the real images of its target domain (unpaired)."""
+        return {"AtoB": View(source="A", target="B", paired=False), "BtoA": View(source="B", target="A", paired=False)}
 
-        return UnpairedDataset(data.root, split=split, a_channels=self.cfg.g_ab.in_channels,
-                               b_channels=self.cfg.g_ab.out_channels, transform=single_transform(data, train),
-                               serial=data.serial, strict=data.strict)
-
-    def optim_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"G": [*self.G_AB.parameters(), *self.G_BA.parameters()],
-                "D": [*self.D_A.parameters(), *self.D_B.parameters()]}
+    def updates(self) -> list[Update]:
+        return [Update("G", [*self.G_AB.parameters(), *self.G_BA.parameters()], self.generator_losses),
+                Update("D", [*self.D_A.parameters(), *self.D_B.parameters()], self.discriminator_losses)]
 
     def training_state(self) -> dict:
         """The image pools travel with checkpoints so a resumed run sees the same history."""
@@ -102,7 +92,7 @@ class CycleGAN(nn.Module):
         fake_A = self.G_BA(batch["B"])
         return {"fake_B": fake_B, "rec_A": self.G_BA(fake_B), "fake_A": fake_A, "rec_B": self.G_AB(fake_A)}
 
-    def generator_step(self, batch: Batch, fakes: Batch) -> Batch:
+    def generator_losses(self, batch: Batch, fakes: Batch) -> Losses:
         real_A, real_B = batch["A"], batch["B"]
         with frozen(self.D_A), frozen(self.D_B):
             gan_AB = self.gan_loss(self.D_B(fakes["fake_B"]), real=True, for_discriminator=False)
@@ -120,14 +110,11 @@ class CycleGAN(nn.Module):
             loss = loss + lam * self.cfg.lambda_identity * (idt_A + idt_B)
         return {"loss": loss, **losses}
 
-    def discriminator_step(self, batch: Batch, fakes: Batch) -> Batch:
+    def discriminator_losses(self, batch: Batch, fakes: Batch) -> Losses:
         gp = self.cfg.lambda_gp
         d_A = discriminator_loss(self.gan_loss, self.D_A, batch["A"], self.pool_A.query(fakes["fake_A"]), gp)["loss"]
         d_B = discriminator_loss(self.gan_loss, self.D_B, batch["B"], self.pool_B.query(fakes["fake_B"]), gp)["loss"]
         return {"loss": d_A + d_B, "D_A": d_A, "D_B": d_B}
-
-    def steps(self) -> dict[str, Callable[[Batch, Batch], Batch]]:
-        return {"G": self.generator_step, "D": self.discriminator_step}
 
     @torch.no_grad()
     def samples(self, batch: Batch, fakes: Batch) -> Batch:

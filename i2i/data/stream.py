@@ -1,0 +1,77 @@
+"""The training batches as one endless, resumable stream: it owns the epoch, the position in it and the skips."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from i2i.data.layout import DataError
+from i2i.data.sampling import EpochSampler, Skipped, batch_size_of, collate_skipping
+from i2i.process import single_threaded_opencv
+
+
+def _worker_init(worker_id: int) -> None:
+    single_threaded_opencv()  # DataLoader workers are i2i's own processes
+
+
+class BatchStream:
+    """Yields collated batches forever, epoch after epoch, in the seeded order of `EpochSampler`.
+
+    `epoch` and `position` (samples of that epoch already drawn) say where the stream is; restoring
+    them with `load_state_dict` continues with exactly the samples, and augmentation seeds, an
+    uninterrupted run would have seen. Unreadable files are reported once each through `warn` and
+    remembered in `skipped`; an epoch in which nothing could be read is an error, not a hang.
+    """
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, workers: int = 0, pin_memory: bool = False,
+                 warn: Callable[[str], None] = print) -> None:
+        self.size, self.batch_size, self.warn = len(dataset), batch_size, warn
+        self.sampler = EpochSampler(self.size, seed=seed, shuffle=True)
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, collate_fn=collate_skipping,
+            num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0,
+            worker_init_fn=_worker_init if workers else None,
+            # its own generator: starting an iterator must not draw from the global RNG (resume would drift)
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.epoch, self.position = 0, 0
+        self.skipped: set[str] = set()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            if self.position >= self.size:
+                self.epoch, self.position = self.epoch + 1, 0
+            self.sampler.set_epoch(self.epoch, start=self.position)
+            whole_epoch, yielded = self.position == 0, False
+            for batch in self.loader:
+                n = batch_size_of(batch)
+                self.position += n + len(batch["skipped"])
+                self._report(batch["skipped"])
+                if n:
+                    yielded = True
+                    yield batch
+            if whole_epoch and not yielded:
+                raise DataError("no readable images in the training data: every one was skipped")
+
+    def _report(self, skipped: list[Skipped]) -> None:
+        for bad in skipped:
+            if bad.path not in self.skipped:
+                self.skipped.add(bad.path)
+                self.warn(f"warning: skipping unreadable image ({bad.reason})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "epoch_position": self.position, "skipped": sorted(self.skipped)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Accepts checkpoints of every i2i version (older ones counted the position in batches)."""
+        self.epoch = state["epoch"]
+        self.position = state.get("epoch_position", state.get("position", 0) * self.batch_size)
+        self.skipped = set(state["skipped"])
