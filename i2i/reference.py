@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pickle
 import re
 from collections.abc import Callable, Sequence
@@ -29,11 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save as safetensors_bytes
+from safetensors.torch import save_file
 
 from i2i.checkpoint import CKPT_DIR, CONFIG_KEY, LATEST
 from i2i.config import DIRECTIONS, DataConfig, RunConfig, TrainConfig
-from i2i.data.io import atomic_write_bytes
 from i2i.models import CycleGANConfig, Pix2PixConfig
 from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig
 
@@ -362,11 +362,13 @@ def to_i2i(net: ReferenceNetwork, dropout: bool | None = None
         if missing:
             problems.append(f"tensors it needs that the file lacks (i2i names): {', '.join(missing[:6])}")
         raise ReferenceImportError(f"{net.path} does not fit i2i's {net.describe()}: " + "; ".join(problems))
-    state = {}
+    state, storages = {}, set()
     for name, ref in expected.items():
-        tensor = mapped[name].detach()
-        # fp16/fp64 saves become i2i's dtypes; clone so no two tensors share memory (safetensors refuses that)
-        state[name] = tensor.to(ref.dtype).contiguous().clone()
+        tensor = mapped[name].detach().to(ref.dtype).contiguous()  # fp16/fp64 saves become i2i's dtypes
+        if tensor.untyped_storage().data_ptr() in storages:  # safetensors refuses tensors sharing memory
+            tensor = tensor.clone()
+        storages.add(tensor.untyped_storage().data_ptr())
+        state[name] = tensor
     return cfg, state
 
 
@@ -505,6 +507,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _save_atomic(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """safetensors written beside `target` and renamed into place (streamed: no second copy in memory)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.touch()
+        mode = tmp.stat().st_mode  # the usual permissions for a new file here (safetensors' own are 0600)
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.chmod(mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def import_reference(
     paths: Sequence[str | Path], out: str | Path, *, model: str | None = None, direction: str = "AtoB",
     dropout: bool | None = None, load_size: int = 286, crop_size: int = 256, overwrite: bool = False,
@@ -551,7 +567,12 @@ def import_reference(
         src = by_name[name].path
         metadata = {CONFIG_KEY: config_json, "network": name, "imported_from": src.name,
                     "imported_sha256": _sha256(src)}
-        atomic_write_bytes(target, safetensors_bytes(states[name], metadata=metadata))
+        _save_atomic(target, states[name], metadata)
     for net in nets:
         notes += [f"{net.path.name}: {note}" for note in net.notes]
+    lone = [n for n in ("G_AB", "G_BA") if n in targets]
+    if model == "cyclegan" and len(lone) == 1 and out.suffix != ".safetensors":
+        direction_of = {"G_AB": "AtoB", "G_BA": "BtoA"}
+        notes.append(f"{out} holds one CycleGAN generator: translate with --direction {direction_of[lone[0]]} "
+                     "(a single .safetensors OUT needs none)")
     return ImportResult(cfg, targets, by_name, notes)

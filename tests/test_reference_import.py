@@ -186,15 +186,15 @@ def stored_config(path: Path) -> RunConfig:
 # ------------------------------------------------------------------------------------- generators
 
 
-@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
-def test_unet_matches_reference(tmp_path: Path, norm: str) -> None:
-    ref = randomise(RefUnet(3, 2, 6, 8, norm))
+@pytest.mark.parametrize("num_downs,ngf,norm", [(6, 8, "batch"), (6, 8, "instance"), (6, 8, "none"), (8, 2, "batch")])
+def test_unet_matches_reference(tmp_path: Path, num_downs: int, ngf: int, norm: str) -> None:
+    ref = randomise(RefUnet(3, 2, num_downs, ngf, norm))
     pth = save(ref, tmp_path / "facades" / "latest_net_G.pth")
     result = import_reference([pth], tmp_path / "G.safetensors", dropout=False)
     g = result.config.model_config.generator
     assert (result.config.model, g.name, g.in_channels, g.out_channels, g.base_channels, g.norm, g.dropout) == (
-        "pix2pix", "unet_64", 3, 2, 8, norm, False)
-    assert_translates_like(ref, tmp_path / "G.safetensors", 3)
+        "pix2pix", f"unet_{2**num_downs}", 3, 2, ngf, norm, False)
+    assert_translates_like(ref, tmp_path / "G.safetensors", 3, size=2**num_downs)
 
 
 @pytest.mark.parametrize("n_blocks,norm", [(6, "instance"), (9, "instance"), (6, "batch"), (9, "none")])
@@ -373,6 +373,9 @@ def test_a_lone_cyclegan_generator_takes_the_given_direction(tmp_path: Path) -> 
     import_reference([pth], tmp_path / "winter.safetensors", direction="BtoA")
     assert read_metadata(tmp_path / "winter.safetensors")[1] == "G_BA"
     assert Translator.from_pretrained(tmp_path / "winter.safetensors", device="cpu").direction == "BtoA"
+    result = import_reference([pth], tmp_path / "folder", direction="BtoA")
+    assert any("--direction BtoA" in note for note in result.notes)
+    assert Translator.from_pretrained(tmp_path / "folder", direction="BtoA", device="cpu").direction == "BtoA"
 
 
 def test_names_and_contents_must_agree(tmp_path: Path) -> None:
