@@ -390,6 +390,18 @@ def test_names_and_contents_must_agree(tmp_path: Path) -> None:
                          tmp_path / "both.safetensors")
 
 
+def test_networks_must_agree_on_channels_and_nothing_is_written_otherwise(tmp_path: Path) -> None:
+    g = save(randomise(RefUnet(3, 3, 6, 4, "batch")), tmp_path / "p" / "latest_net_G.pth")
+    d = save(randomise(RefNLayerD(4, 4, 3, "batch")), tmp_path / "p" / "latest_net_D.pth")
+    with pytest.raises(ReferenceImportError, match="the discriminator sees 4 channels but the generator maps 3->3"):
+        import_reference([g, d], tmp_path / "out")
+    g_a = save(randomise(RefResnet(3, 3, 4, 6, "instance")), tmp_path / "c" / "latest_net_G_A.pth")
+    d_b = save(randomise(RefNLayerD(1, 4, 3, "instance")), tmp_path / "c" / "latest_net_D_B.pth")  # judges A
+    with pytest.raises(ReferenceImportError, match="disagree on domain A's channels: G_AB 3, D_A 1"):
+        import_reference([g_a, d_b], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path) -> None:
     pth = save(randomise(RefUnet(3, 3, 6, 4, "batch")), tmp_path / "latest_net_G.pth")
     out = tmp_path / "ckpt"
