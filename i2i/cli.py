@@ -28,6 +28,7 @@ from i2i.config import (
     RunConfig,
     TrainConfig,
 )
+from i2i.models import MODELS
 from i2i.models.cyclegan import CycleGANConfig
 from i2i.models.losses import GAN_LOSSES
 from i2i.models.pix2pix import Pix2PixConfig
@@ -417,3 +418,37 @@ def demo(out: Path, steps: int, seed: int) -> None:
 
     report = run_demo(out, steps=steps, seed=seed)
     click.echo(report.text())
+
+
+@main.command("import", epilog="""\b
+Examples:
+  i2i import checkpoints/facades_label2photo_pretrained/latest_net_G.pth facades.safetensors --direction BtoA
+  i2i import checkpoints/horse2zebra_pretrained/latest_net_G.pth horse2zebra.safetensors
+  i2i import run/latest_net_G_A.pth run/latest_net_G_B.pth run/latest_net_D_A.pth run/latest_net_D_B.pth imported/
+""")
+@click.argument("pth", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Choice(list(MODELS)), default=None,
+              help="[default: from the generator: U-Net -> pix2pix, ResNet or *_A/*_B files -> cyclegan]")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
+              help="What a Pix2Pix G translates; CycleGAN: the direction of a lone net_G (or net_D).")
+@click.option("--dropout/--no-dropout", default=None,
+              help="Generator dropout [default: pix2pix on, cyclegan off; a ResNet file's own layout].")
+@click.option("--load-size", type=POSITIVE, default=D.load_size, show_default=True, help="Training resize (stored).")
+@click.option("--crop-size", type=POSITIVE, default=D.crop_size, show_default=True, help="Training crop (stored).")
+@click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="Replace existing outputs.")
+def import_command(pth: tuple[Path, ...], out: Path, **opts) -> None:
+    """Turn the reference implementation's *_net_G.pth / *_net_D.pth into i2i weights files.
+
+    OUT ending in .safetensors receives one network; any other OUT is a checkpoint folder with
+    G.safetensors / D.safetensors (pix2pix) or G_AB, G_BA, D_A, D_B (cyclegan). The .pth files are
+    read with weights_only: nothing in them is executed.
+    """
+    from i2i.reference import ReferenceImportError, import_reference
+
+    try:
+        result = import_reference(pth, out, **opts)
+    except ReferenceImportError as err:
+        raise click.ClickException(str(err)) from err
+    for line in result.lines():
+        click.echo(line)

@@ -1,0 +1,578 @@
+"""Import the reference pix2pix/CycleGAN implementation's `*_net_G.pth` / `*_net_D.pth` state_dicts as i2i weights.
+
+The weights determine the network family and depth, the channels and the normalisation; what they
+cannot tell (model, direction, U-Net dropout, image sizes) comes from the caller with the
+reference's defaults. Files are read with `torch.load(weights_only=True)`: nothing in them runs.
+
+Key layouts of the reference networks (its Sequential indices; `norm none` keeps a parameter-free slot):
+
+    UnetGenerator   model.model.{0 down, 1 block, 3 up}              outermost block
+                    <block>.model.{1 down, 2 norm, 3 block, 5 up, 6 norm}   middle blocks (nested)
+                    <block>.model.{1 down, 3 up, 4 norm}              innermost block
+    ResnetGenerator model.{1,4,7 conv; 2,5,8 norm}, model.{10..}.conv_block.{1 conv, 2 norm, 5|6 conv, 6|7 norm}
+                    (5/6 without dropout, 6/7 with), then two transposed convs and the 7x7 output conv
+    NLayerDiscriminator model.{conv, [conv, norm] per layer, conv}    PixelDiscriminator net.{0, 2, 3 norm, 5}
+
+Batch norm: convs before a norm have no bias. Instance norm: no norm parameters, convs with bias.
+None: neither (i2i's norm-free convs carry a bias, imported as zeros: the same function).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from i2i.checkpoint import CKPT_DIR, CONFIG_KEY, LATEST
+from i2i.config import DIRECTIONS, DataConfig, RunConfig, TrainConfig
+from i2i.models import CycleGANConfig, Pix2PixConfig
+from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig
+
+__all__ = [
+    "IMPORT_MODELS", "ImportResult", "ReferenceImportError", "ReferenceNetwork", "import_reference",
+    "load_reference_state_dict", "read_reference", "to_i2i",
+]
+
+IMPORT_MODELS = ("pix2pix", "cyclegan")
+UNET_NAMES = {6: "unet_64", 7: "unet_128", 8: "unet_256"}  # number of downsamplings -> i2i generator
+RESNET_NAMES = {6: "resnet_6blocks", 9: "resnet_9blocks"}
+GENERATOR_FAMILIES = ("unet", "resnet")
+_ROLE = re.compile(r"net_(G|D)(_A|_B)?\.pth$")  # the reference saves EPOCH_net_NAME.pth
+_STATS = {"running_mean", "running_var", "num_batches_tracked"}
+# a conv that has a bias exactly when the norm is instance
+_NORM_BIAS_KEY = {"unet": "model.model.0.bias", "resnet": "model.1.bias", "nlayer": "model.2.bias",
+                  "pixel": "net.2.bias"}
+# Reference CycleGAN: G_A maps A -> B and D_A judges domain B (G_A's outputs); i2i's D_A judges domain A.
+_CYCLEGAN_NAMES = {"G_A": "G_AB", "G_B": "G_BA", "D_A": "D_B", "D_B": "D_A"}
+
+
+class ReferenceImportError(ValueError):
+    """A file that is not a reference network's plain state_dict, or import options that do not fit it."""
+
+
+@dataclass
+class ReferenceNetwork:
+    """One reference network read from its .pth: what its weights determine, and its (cleaned) tensors.
+
+    `config.dropout` of a generator is the reference's default for its family until `to_i2i` decides;
+    `dropout_layers` says whether a ResNet file's layout has dropout slots (None: a U-Net keeps no trace).
+    """
+
+    path: Path
+    family: str  # unet | resnet | nlayer | pixel
+    config: GeneratorConfig | DiscriminatorConfig
+    tensors: dict[str, torch.Tensor]  # the reference's key names
+    dropout_layers: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_generator(self) -> bool:
+        return self.family in GENERATOR_FAMILIES
+
+    @property
+    def role(self) -> str | None:
+        """The reference's network name from the file name (G, D, G_A, G_B, D_A, D_B), if it follows the pattern."""
+        match = _ROLE.search(self.path.name)
+        return None if match is None else match.group(1) + (match.group(2) or "")
+
+    def describe(self) -> str:
+        c = self.config
+        if isinstance(c, GeneratorConfig):
+            return f"{c.name}, ngf {c.base_channels}, {c.in_channels}->{c.out_channels} channels, {c.norm} norm"
+        layers = f" ({c.n_layers} layers)" if c.name == "n_layers" else ""
+        return f"{c.name}{layers} discriminator, ndf {c.base_channels}, {c.in_channels} channels, {c.norm} norm"
+
+
+@dataclass
+class ImportResult:
+    """What `import_reference` wrote: the run config stored in every file and network name -> file."""
+
+    config: RunConfig
+    written: dict[str, Path]
+    sources: dict[str, ReferenceNetwork]
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, path in self.written.items():
+            src = self.sources[name]
+            cfg = _network_config(self.config, name)
+            dropout = f", dropout {'on' if cfg.dropout else 'off'}" if isinstance(cfg, GeneratorConfig) else ""
+            out.append(f"{src.path} -> {path}: {self.config.model} {name}, {src.describe()}{dropout}")
+        return out + self.notes
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def load_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A .pth file's plain state_dict (DataParallel `module.` prefixes and InstanceNorm statistics removed).
+
+    Loaded with weights_only=True: a file whose unpickling would construct arbitrary objects (a whole
+    pickled model, or something crafted) is refused, never executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceImportError(f"{path}: no such file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file at all: the zip, pickle and legacy readers raise many kinds
+        raise _load_error(path, err) from err
+    if not isinstance(loaded, dict) or not loaded:
+        raise ReferenceImportError(f"{path} holds a {type(loaded).__name__}, not a state_dict (a dict of tensors)")
+    bad = [k for k, v in loaded.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise ReferenceImportError(f"{path} is a dict but not a state_dict: {len(bad)} entries are not "
+                                   f"name -> tensor (e.g. {', '.join(map(repr, bad[:4]))})")
+    tensors: dict[str, torch.Tensor] = dict(loaded)
+    notes = []
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
+        notes.append("removed DataParallel 'module.' prefixes")
+    dropped = _drop_instance_norm_stats(tensors)
+    if dropped:
+        notes.append(f"dropped {dropped} InstanceNorm running statistics (unused at test time, as in the reference)")
+    return tensors, notes
+
+
+def _load_error(path: Path, err: Exception) -> ReferenceImportError:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, pickle.UnpicklingError) and any("Unsupported global" in line for line in lines):
+        reason = next(line for line in lines if "Unsupported global" in line)
+        reason = reason.split("WeightsUnpickler error:")[-1].split(" was not an allowed")[0].strip()
+        return ReferenceImportError(
+            f"{path} is not a plain state_dict: loading it would construct arbitrary Python objects "
+            f"(e.g. a whole pickled model; here: {reason}). It was not loaded. Re-save `net.state_dict()` "
+            "with torch.save where the file was made.")
+    # weights_only's message ends with its unpickler's own reason; take that, not the long preamble
+    detail = next((line for line in reversed(lines) if not line.startswith("Check the documentation")), "")
+    if "WeightsUnpickler error:" in detail:
+        detail = detail.split("WeightsUnpickler error:")[-1].strip()
+    return ReferenceImportError(f"{path} cannot be read as a PyTorch .pth file ({type(err).__name__}"
+                                f"{': ' + detail[:200] if detail else ''})")
+
+
+def _drop_instance_norm_stats(tensors: dict[str, torch.Tensor]) -> int:
+    """Remove statistics of norm layers without affine weights: the reference's (non-affine) InstanceNorm.
+
+    Files from PyTorch < 0.4 saved them; the reference drops them on load too. Its BatchNorm is always affine.
+    """
+    leaves: dict[str, set[str]] = {}
+    for key in tensors:
+        module, _, leaf = key.rpartition(".")
+        leaves.setdefault(module, set()).add(leaf)
+    dropped = 0
+    for module, names in leaves.items():
+        if names <= _STATS:
+            for leaf in names:
+                del tensors[f"{module}.{leaf}"]
+                dropped += 1
+    return dropped
+
+
+def _found(tensors: dict[str, torch.Tensor], limit: int = 6) -> str:
+    shown = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(tensors.items())[:limit])
+    more = f", ... ({len(tensors)} tensors)" if len(tensors) > limit else ""
+    return shown + more
+
+
+def _family(path: Path, t: dict[str, torch.Tensor]) -> str:
+    keys = list(t)
+    if "model.model.0.weight" in t:
+        return "unet"
+    if all(k.startswith("model.") for k in keys) and any(".conv_block." in k for k in keys):
+        return "resnet"
+    if "net.0.weight" in t and all(re.fullmatch(r"net\.\d+\.\w+", k) for k in keys):
+        return "pixel"
+    first = t.get("model.0.weight")
+    if first is not None and first.dim() == 4 and all(re.fullmatch(r"model\.\d+\.\w+", k) for k in keys):
+        return "nlayer"
+    raise ReferenceImportError(
+        f"{path} is not a reference pix2pix/CycleGAN network: expected the keys of UnetGenerator "
+        f"(model.model.*), ResnetGenerator (model.N.conv_block.*), NLayerDiscriminator (model.N.*) or "
+        f"PixelDiscriminator (net.N.*); found {_found(t)}")
+
+
+def _need(path: Path, t: dict[str, torch.Tensor], key: str, what: str) -> torch.Tensor:
+    if key not in t:
+        raise ReferenceImportError(f"{path}: looks like a reference {what} but has no {key} (found {_found(t)})")
+    return t[key]
+
+
+def _norm(t: dict[str, torch.Tensor], family: str) -> str:
+    if any(k.endswith(".running_mean") for k in t):  # affine BatchNorm with statistics
+        return "batch"
+    return "instance" if _NORM_BIAS_KEY[family] in t else "none"
+
+
+def _unet_levels(t: dict[str, torch.Tensor]) -> list[str]:
+    """Module prefixes of the nested UnetSkipConnectionBlocks' Sequentials, outermost first."""
+    levels, prefix = ["model.model."], "model.model.1.model."
+    while any(k.startswith(prefix) for k in t):
+        levels.append(prefix)
+        prefix += "3.model."
+    return levels
+
+
+def _resnet_blocks(path: Path, t: dict[str, torch.Tensor]) -> int:
+    blocks = sorted({int(k.split(".")[1]) for k in t if ".conv_block." in k})
+    if blocks != list(range(10, 10 + len(blocks))):
+        raise ReferenceImportError(f"{path}: ResNet blocks at model indices {blocks}, expected 10, 11, ... in a row")
+    return len(blocks)
+
+
+def read_reference(path: str | Path) -> ReferenceNetwork:
+    """Read a reference `*_net_G.pth` / `*_net_D.pth` and detect its architecture from the weights alone."""
+    path = Path(path)
+    t, notes = load_reference_state_dict(path)
+    family = _family(path, t)
+    norm = _norm(t, family)
+    dropout_layers = None
+    if family == "unet":
+        num_downs = len(_unet_levels(t))
+        if num_downs not in UNET_NAMES:
+            known = ", ".join(f"{n} ({d})" for d, n in UNET_NAMES.items())
+            raise ReferenceImportError(f"{path}: a U-Net with {num_downs} downsamplings; i2i has {known}")
+        first = t["model.model.0.weight"]
+        out = _need(path, t, "model.model.3.weight", "UnetGenerator")  # ConvTranspose2d: (in, out, kh, kw)
+        config = GeneratorConfig(name=UNET_NAMES[num_downs], in_channels=first.shape[1], out_channels=out.shape[1],
+                                 base_channels=first.shape[0], norm=norm, dropout=True)
+    elif family == "resnet":
+        n_blocks = _resnet_blocks(path, t)
+        if n_blocks not in RESNET_NAMES:
+            raise ReferenceImportError(f"{path}: a ResNet generator with {n_blocks} blocks; i2i has "
+                                       f"{', '.join(RESNET_NAMES.values())}")
+        first = _need(path, t, "model.1.weight", "ResnetGenerator")
+        last = _need(path, t, f"model.{17 + n_blocks}.weight", "ResnetGenerator")
+        second = t.get("model.10.conv_block.6.weight")  # a Dropout slot shifts the second conv from 5 to 6
+        dropout_layers = second is not None and second.dim() == 4
+        config = GeneratorConfig(name=RESNET_NAMES[n_blocks], in_channels=first.shape[1], out_channels=last.shape[0],
+                                 base_channels=first.shape[0], norm=norm, dropout=dropout_layers)
+    else:
+        first = t["net.0.weight" if family == "pixel" else "model.0.weight"]
+        n_layers = 3
+        if family == "nlayer":
+            n_layers = len({k.split(".")[1] for k, v in t.items() if k.endswith(".weight") and v.dim() == 4}) - 2
+        name = "pixel" if family == "pixel" else "basic" if n_layers == 3 else "n_layers"
+        config = DiscriminatorConfig(name=name, in_channels=first.shape[1], base_channels=first.shape[0],
+                                     n_layers=n_layers, norm=norm)
+    return ReferenceNetwork(path, family, config, t, dropout_layers, notes)
+
+
+# -- mapping to i2i's names --------------------------------------------------------------------------
+
+
+def _unet_renamer(t: dict[str, torch.Tensor]) -> Callable[[str], str | None]:
+    levels = _unet_levels(t)
+    n = len(levels)
+    table = {levels[0] + "0": "stem", levels[0] + "3": "head.1"}
+    for i, p in enumerate(levels[1:], start=1):
+        k = n - 1 - i  # i2i's decoder runs innermost first
+        table[p + "1"] = f"downs.{i - 1}.0"
+        if i < n - 1:
+            table |= {p + "2": f"downs.{i - 1}.1", p + "5": f"ups.{k}.1", p + "6": f"ups.{k}.2"}
+        else:  # innermost: no down norm, no submodule
+            table |= {p + "3": f"ups.{k}.1", p + "4": f"ups.{k}.2"}
+    return table.get
+
+
+def _resnet_renamer(file_dropout: bool, dropout: bool) -> Callable[[str], str | None]:
+    src, dst = (6 if file_dropout else 5), (6 if dropout else 5)  # second conv of a block, norm right after
+
+    def rename(module: str) -> str | None:
+        parts = module.split(".")
+        if len(parts) == 2:
+            return module
+        if len(parts) == 4 and parts[2] == "conv_block":
+            index = {"1": 1, "2": 2, str(src): dst, str(src + 1): dst + 1}.get(parts[3])
+            return None if index is None else f"model.{parts[1]}.body.{index}"
+        return None
+
+    return rename
+
+
+def _renamer(net: ReferenceNetwork, dropout: bool) -> Callable[[str], str | None]:
+    if net.family == "unet":
+        return _unet_renamer(net.tensors)
+    if net.family == "resnet":
+        return _resnet_renamer(bool(net.dropout_layers), dropout)
+    if net.family == "pixel":
+        return lambda module: "model" + module.removeprefix("net")
+    return lambda module: module  # NLayerDiscriminator: the same Sequential as i2i's PatchDiscriminator
+
+
+def _expected(cfg: GeneratorConfig | DiscriminatorConfig) -> dict[str, torch.Tensor]:
+    """Names, shapes and dtypes of i2i's network for `cfg` (built on the meta device: no memory, no init)."""
+    with torch.device("meta"):
+        if isinstance(cfg, GeneratorConfig):
+            return GENERATORS[cfg.name](cfg).state_dict()
+        return DISCRIMINATORS[cfg.name](cfg).state_dict()
+
+
+def to_i2i(net: ReferenceNetwork, dropout: bool | None = None
+           ) -> tuple[GeneratorConfig | DiscriminatorConfig, dict[str, torch.Tensor]]:
+    """The i2i config and state_dict of a reference network, every tensor name and shape checked.
+
+    `dropout` (generators): None keeps `net.config.dropout`. A ResNet's tensors are renamed to i2i's
+    layout with or without dropout slots, whichever the file had.
+    """
+    cfg = net.config
+    if isinstance(cfg, GeneratorConfig) and dropout is not None:
+        cfg = dataclasses.replace(cfg, dropout=dropout)
+    rename = _renamer(net, bool(getattr(cfg, "dropout", False)))
+    expected = _expected(cfg)
+    mapped: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    unexpected = []
+    for key, tensor in net.tensors.items():
+        module, _, leaf = key.rpartition(".")
+        target = rename(module)
+        name = f"{target}.{leaf}" if target is not None else None
+        if name is None or name not in expected:
+            unexpected.append(key)
+            continue
+        mapped[name], source[name] = tensor, key
+    missing = []
+    for name, ref in expected.items():
+        if name in mapped:
+            continue
+        if name.endswith(".num_batches_tracked"):  # files from PyTorch < 0.4.1 lack the counter
+            mapped[name] = torch.zeros((), dtype=ref.dtype)
+        elif cfg.norm == "none" and name.endswith(".bias") and name.removesuffix("bias") + "weight" in mapped:
+            mapped[name] = torch.zeros(ref.shape, dtype=ref.dtype)  # the reference's bias-free conv
+        else:
+            missing.append(name)
+    wrong = [f"{source[n]} {tuple(mapped[n].shape)} (i2i {n} needs {tuple(expected[n].shape)})"
+             for n in source if mapped[n].shape != expected[n].shape]
+    if unexpected or missing or wrong:
+        problems = []
+        if wrong:
+            problems.append(f"shapes that differ: {', '.join(wrong[:6])}")
+        if unexpected:
+            problems.append(f"tensors with no place in it: {', '.join(unexpected[:6])}")
+        if missing:
+            problems.append(f"tensors it needs that the file lacks (i2i names): {', '.join(missing[:6])}")
+        raise ReferenceImportError(f"{net.path} does not fit i2i's {net.describe()}: " + "; ".join(problems))
+    state, storages = {}, set()
+    for name, ref in expected.items():
+        tensor = mapped[name].detach().to(ref.dtype).contiguous()  # fp16/fp64 saves become i2i's dtypes
+        if tensor.untyped_storage().data_ptr() in storages:  # safetensors refuses tensors sharing memory
+            tensor = tensor.clone()
+        storages.add(tensor.untyped_storage().data_ptr())
+        state[name] = tensor
+    return cfg, state
+
+
+# -- writing i2i weights files -----------------------------------------------------------------------
+
+
+def _network_config(cfg: RunConfig, name: str) -> GeneratorConfig | DiscriminatorConfig:
+    m = cfg.model_config
+    if isinstance(m, Pix2PixConfig):
+        return {"G": m.generator, "D": m.discriminator}[name]
+    return {"G_AB": m.g_ab, "G_BA": m.g_ba, "D_A": m.d_a, "D_B": m.d_b}[name]
+
+
+def _guess_model(nets: Sequence[ReferenceNetwork]) -> str:
+    """The model the reference most likely trained these networks in (--model overrides).
+
+    Its CycleGAN saves net_G_A/G_B/D_A/D_B, its Pix2Pix net_G/net_D; the published CycleGAN models
+    are single net_G files, so a generator's family decides next (U-Net -> pix2pix, ResNet -> cyclegan,
+    the reference's defaults). A discriminator alone and unnamed: Pix2Pix's sees input and output
+    together (2, 4, 6 channels), CycleGAN's one domain (1 or 3).
+    """
+    roles = [n.role or "" for n in nets]
+    if any(r.endswith(("_A", "_B")) for r in roles):
+        return "cyclegan"
+    generators = [n for n in nets if n.is_generator]
+    if generators:
+        return "pix2pix" if generators[0].family == "unet" else "cyclegan"
+    if "D" in roles:
+        return "pix2pix"
+    return "cyclegan" if nets[0].config.in_channels in (1, 3) else "pix2pix"
+
+
+def _i2i_name(net: ReferenceNetwork, model: str, direction: str) -> str:
+    kind = "G" if net.is_generator else "D"
+    role = net.role or kind
+    if role[0] != kind:
+        raise ReferenceImportError(f"{net.path} is named as network {role} but holds a "
+                                   f"{'generator' if kind == 'G' else 'discriminator'} ({net.describe()})")
+    if model == "pix2pix":
+        if role != kind:
+            raise ReferenceImportError(f"{net.path} is a CycleGAN network ({role}); import it with --model cyclegan")
+        return kind
+    if role in _CYCLEGAN_NAMES:
+        return _CYCLEGAN_NAMES[role]
+    # A lone G (e.g. a published CycleGAN model) translates `direction`; a lone D judges that direction's outputs.
+    if kind == "G":
+        return "G_AB" if direction == "AtoB" else "G_BA"
+    return "D_B" if direction == "AtoB" else "D_A"
+
+
+def _pix2pix_config(nets: dict[str, GeneratorConfig | DiscriminatorConfig], direction: str, notes: list[str]
+                    ) -> Pix2PixConfig:
+    g, d = nets.get("G"), nets.get("D")
+    if g is None:
+        assert isinstance(d, DiscriminatorConfig)
+        c_in = d.in_channels // 2
+        g = GeneratorConfig(in_channels=c_in, out_channels=d.in_channels - c_in, norm=d.norm)
+        notes.append(f"no generator imported: G's config is i2i's default ({g.name}, {c_in}->{g.out_channels})")
+    if d is None:
+        d = DiscriminatorConfig(in_channels=g.in_channels + g.out_channels, norm=g.norm)
+    assert isinstance(g, GeneratorConfig) and isinstance(d, DiscriminatorConfig)
+    if d.in_channels != g.in_channels + g.out_channels:
+        raise ReferenceImportError(f"the discriminator sees {d.in_channels} channels but the generator maps "
+                                   f"{g.in_channels}->{g.out_channels} (Pix2Pix's D sees both: "
+                                   f"{g.in_channels + g.out_channels})")
+    return Pix2PixConfig(generator=g, discriminator=d, direction=direction)
+
+
+def _cyclegan_config(nets: dict[str, GeneratorConfig | DiscriminatorConfig]) -> CycleGANConfig:
+    # Each imported network fixes the channels of domain A and/or B; they must agree.
+    claims: dict[str, list[tuple[int, str]]] = {"A": [], "B": []}
+    for name, cfg in nets.items():
+        if isinstance(cfg, GeneratorConfig):
+            src, dst = ("A", "B") if name == "G_AB" else ("B", "A")
+            claims[src].append((cfg.in_channels, name))
+            claims[dst].append((cfg.out_channels, name))
+        else:
+            claims[name[-1]].append((cfg.in_channels, name))
+    channels = {}
+    for domain, said in claims.items():
+        if len({c for c, _ in said}) > 1:
+            raise ReferenceImportError(f"the networks disagree on domain {domain}'s channels: "
+                                       + ", ".join(f"{n} {c}" for c, n in said))
+        channels[domain] = said[0][0] if said else 3
+    a, b = channels["A"], channels["B"]
+    default = CycleGANConfig()
+    like = next((c for c in nets.values() if isinstance(c, GeneratorConfig)), default.g_ab)
+    norm = next(iter(nets.values())).norm
+
+    def gen(name: str, c_in: int, c_out: int) -> GeneratorConfig:
+        cfg = nets.get(name)
+        if isinstance(cfg, GeneratorConfig):
+            return cfg
+        return dataclasses.replace(like, in_channels=c_in, out_channels=c_out)
+
+    def disc(name: str, c: int) -> DiscriminatorConfig:
+        cfg = nets.get(name)
+        if isinstance(cfg, DiscriminatorConfig):
+            return cfg
+        return dataclasses.replace(default.d_a, in_channels=c, norm=norm)
+
+    return CycleGANConfig(g_ab=gen("G_AB", a, b), g_ba=gen("G_BA", b, a), d_a=disc("D_A", a), d_b=disc("D_B", b),
+                          lambda_identity=default.lambda_identity if a == b else 0.0)
+
+
+def _outputs(out: Path, names: list[str], overwrite: bool) -> dict[str, Path]:
+    """Where each network goes: OUT itself when it ends in .safetensors (one network), else OUT/NAME.safetensors."""
+    if out.suffix == ".safetensors":
+        if len(names) != 1:
+            raise ReferenceImportError(f"{out} is one file but {len(names)} networks are imported "
+                                       f"({', '.join(names)}); give a folder as OUT")
+        if out.is_dir():
+            raise ReferenceImportError(f"{out} is a folder; a weights file name is needed here")
+        targets = {names[0]: out}
+    else:
+        if out.exists() and not out.is_dir():
+            raise ReferenceImportError(f"{out} exists and is not a folder (name a new .safetensors file to write one)")
+        if (out / LATEST).exists() or (out / CKPT_DIR).is_dir():
+            raise ReferenceImportError(f"{out} is an i2i run directory; import into a new folder")
+        targets = {name: out / f"{name}.safetensors" for name in names}
+        others = sorted(p.name for p in out.glob("*.safetensors") if p not in targets.values()) if out.is_dir() else []
+        if others:  # a checkpoint folder's networks must share one config: do not mix with earlier files
+            raise ReferenceImportError(f"{out} already holds {', '.join(others)}, which this import would not "
+                                       "replace; use an empty folder")
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not overwrite:
+        raise ReferenceImportError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    return targets
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _save_atomic(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """safetensors written beside `target` and renamed into place (streamed: no second copy in memory)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.touch()
+        mode = tmp.stat().st_mode  # the usual permissions for a new file here (safetensors' own are 0600)
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.chmod(mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def import_reference(
+    paths: Sequence[str | Path], out: str | Path, *, model: str | None = None, direction: str = "AtoB",
+    dropout: bool | None = None, load_size: int = 286, crop_size: int = 256, overwrite: bool = False,
+) -> ImportResult:
+    """Convert reference .pth state_dicts into self-describing i2i weights files (all checked before any is written).
+
+    `model`: pix2pix or cyclegan (None: guessed, see _guess_model). `direction`: what a Pix2Pix G
+    translates; for CycleGAN it places files without an _A/_B suffix (a lone G translates it).
+    `dropout`: None means a ResNet file's own layout, else the model's reference default (Pix2Pix on,
+    CycleGAN off). OUT ending in .safetensors receives the single network; any other OUT is a
+    checkpoint folder receiving NAME.safetensors per network (G, D; G_AB, G_BA, D_A, D_B).
+    """
+    if not paths:
+        raise ReferenceImportError("no .pth files given")
+    if model is not None and model not in IMPORT_MODELS:
+        raise ReferenceImportError(f"unknown model {model!r}; choose from {', '.join(IMPORT_MODELS)}")
+    if direction not in DIRECTIONS:
+        raise ReferenceImportError(f"unknown direction {direction!r}; choose from {', '.join(DIRECTIONS)}")
+    out = Path(out)
+    nets = [read_reference(p) for p in paths]
+    model = model or _guess_model(nets)
+    by_name: dict[str, ReferenceNetwork] = {}
+    for net in nets:
+        name = _i2i_name(net, model, direction)
+        if name in by_name:
+            raise ReferenceImportError(f"{by_name[name].path} and {net.path} would both become {model} network {name}")
+        by_name[name] = net
+    model_default = model == "pix2pix"  # the reference: --no_dropout is off for pix2pix, on for CycleGAN
+    configs, states = {}, {}
+    for name, net in by_name.items():
+        chosen = dropout if dropout is not None else net.dropout_layers if net.family == "resnet" else model_default
+        configs[name], states[name] = to_i2i(net, chosen if net.is_generator else None)
+    notes: list[str] = []
+    model_config = (_pix2pix_config(configs, direction, notes) if model == "pix2pix" else _cyclegan_config(configs))
+    run_name = out.stem if out.suffix == ".safetensors" else out.name
+    cfg = RunConfig(model=model, model_config=model_config, data=DataConfig(load_size=load_size, crop_size=crop_size),
+                    train=TrainConfig(name=run_name or "imported"))
+    config_json = json.dumps(cfg.to_dict())
+    targets = _outputs(out, list(by_name), overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix != ".safetensors":
+        out.mkdir(exist_ok=True)
+    for name, target in targets.items():
+        src = by_name[name].path
+        metadata = {CONFIG_KEY: config_json, "network": name, "imported_from": src.name,
+                    "imported_sha256": _sha256(src)}
+        _save_atomic(target, states[name], metadata)
+    for net in nets:
+        notes += [f"{net.path.name}: {note}" for note in net.notes]
+    lone = [n for n in ("G_AB", "G_BA") if n in targets]
+    if model == "cyclegan" and len(lone) == 1 and out.suffix != ".safetensors":
+        direction_of = {"G_AB": "AtoB", "G_BA": "BtoA"}
+        notes.append(f"{out} holds one CycleGAN generator: translate with --direction {direction_of[lone[0]]} "
+                     "(a single .safetensors OUT needs none)")
+    return ImportResult(cfg, targets, by_name, notes)
