@@ -20,6 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where native, else f
 SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
 FORMATS = ("same", "png", "jpg")  # inference: output file type
 EXPORT_FORMATS = ("onnx", "torchscript")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead: CUDA graphs
 
 
 @dataclass
@@ -65,6 +66,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None  # None: on for CUDA (tensor cores like NHWC), off on the CPU (no gain measured)
     compile: bool = False  # torch.compile each network
+    compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs: for launch-bound small-batch GPU steps
     seed: int = 0
     deterministic: bool = False
     workers: int | None = None  # DataLoader workers; None picks by machine
@@ -83,7 +85,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
-        found = _not_in(self, device=DEVICES, precision=PRECISIONS)
+        found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES)
         positive = ("batch_size", "log_every", "keep_last", "val_size")
         found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
         not_negative = ("epochs", "decay_epochs", "val_every", "sample_every", "save_every", "save_minutes")

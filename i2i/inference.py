@@ -20,7 +20,7 @@ from i2i.config import SIZE_MODES, RunConfig
 from i2i.data import DataSpec
 from i2i.data.io import convert_depth, pil_to_array, read_image, to_float
 from i2i.data.tensors import to_image, to_tensor
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
 from i2i.folders import DirSummary
 from i2i.models import MODELS, run_config_from_dict
 from i2i.nets import GeneratorConfig
@@ -115,17 +115,22 @@ class Translator:
     AUTO_TILE_PIXELS, or every image when `tile` is set, are translated in overlapping tiles blended
     with a raised-cosine window, so memory stays bounded. BatchNorm uses each image's own statistics
     (see nets.layers.PerImageBatchNorm), so outputs do not depend on batch mates; dropout is off unless
-    `keep_dropout=True` (the paper's stochastic outputs).
+    `keep_dropout=True` (the paper's stochastic outputs). `precision="auto"` picks by device and batch size
+    like training (devices.resolve_precision: bf16 on CPUs with native bf16, ~0.2 grey levels from fp32);
+    pass "fp32" for exact outputs. `batch_size` (default: devices.default_batch_size) applies to lists and folders.
     """
 
     def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, cfg: RunConfig, direction: str,
-                 device: torch.device, precision: str = "fp32", keep_dropout: bool = False, size_mode: str = "pad",
-                 tile: int | None = None, tile_overlap: int = 64, data_spec: DataSpec | None = None) -> None:
+                 device: torch.device, precision: str = "auto", keep_dropout: bool = False, size_mode: str = "pad",
+                 tile: int | None = None, tile_overlap: int = 64, data_spec: DataSpec | None = None,
+                 batch_size: int | None = None) -> None:
         if size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {', '.join(SIZE_MODES)}, got {size_mode!r}")
         self.cfg, self.gen_cfg, self.direction, self.device = cfg, gen_cfg, direction, device
         self.data_spec = data_spec  # what the model trained on (evaluation picks paired or unpaired scores by it)
-        self.dtype = DTYPES[resolve_precision(precision, device)]
+        self.batch_size = batch_size or default_batch_size(device)  # for lists and folders
+        self.precision = resolve_precision(precision, device, self.batch_size)
+        self.dtype = DTYPES[self.precision]
         self.net = per_image_norm(generator).to(device).eval()
         if keep_dropout:
             for m in self.net.modules():
@@ -139,7 +144,7 @@ class Translator:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, direction: str | None = None, device: str = "auto",
-                        precision: str = "fp32", **options: Any) -> Translator:
+                        precision: str = "auto", **options: Any) -> Translator:
         """Load from a run directory (latest checkpoint), a checkpoint folder or one weights file."""
         net, gen_cfg, cfg, direction, spec = _load(path, direction)
         return cls(net, gen_cfg, cfg, direction, pick_device(device), precision, data_spec=spec, **options)
@@ -222,7 +227,7 @@ class Translator:
             result = np.concatenate([result, alpha], axis=2)
         return result
 
-    def translate_stream(self, items: Iterable[tuple[np.ndarray, T]], batch_size: int = 8,
+    def translate_stream(self, items: Iterable[tuple[np.ndarray, T]], batch_size: int | None = None,
                          ) -> Iterator[tuple[np.ndarray, T]]:
         """Translate (array, tag) pairs lazily and in order, yielding (output, tag).
 
@@ -230,12 +235,13 @@ class Translator:
         """
         prepared = ((*self.prepare(array), tag) for array, tag in items)
         alone = lambda item: self.needs_tiling(*item[0].shape[-2:])  # noqa: E731
-        for group in batched(prepared, key=lambda item: item[0].shape, size=batch_size, alone=alone):
+        size = batch_size or self.batch_size
+        for group in batched(prepared, key=lambda item: item[0].shape, size=size, alone=alone):
             outs = self.translate_tensor(torch.cat([tensor for tensor, _, _ in group]))
             for out, (_, meta, tag) in zip(outs, group, strict=True):
                 yield self.finish(out, meta), tag
 
-    def translate_arrays(self, arrays: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+    def translate_arrays(self, arrays: list[np.ndarray], batch_size: int | None = None) -> list[np.ndarray]:
         """Translate arrays; same-size neighbours are batched together (outputs do not depend on it)."""
         return [out for out, _ in self.translate_stream(((a, None) for a in arrays), batch_size)]
 
@@ -272,7 +278,7 @@ class Translator:
         return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite)
 
     def translate_dir(self, src: str | Path, dst: str | Path, *, fmt: str = "same", overwrite: bool = False,
-                      strict: bool = False, batch_size: int = 4, allow_inside_input: bool = False,
+                      strict: bool = False, batch_size: int | None = None, allow_inside_input: bool = False,
                       io_threads: int = 2, progress: bool = True) -> DirSummary:
         """Translate a file or a whole tree into `dst`, mirroring relative paths and names (see i2i.folders)."""
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
@@ -280,7 +286,7 @@ class Translator:
 
         return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
                                       allow_inside_input=allow_inside_input, io_threads=io_threads,
-                                      read_ahead=2 * batch_size, progress=progress)
+                                      read_ahead=2 * (batch_size or self.batch_size), progress=progress)
 
 
 def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,

@@ -138,15 +138,30 @@ def _deterministic(on: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _cuda_flags(benchmark: bool) -> Iterator[None]:
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables that are unset, for the block."""
+    added = [key for key in values if key not in os.environ]
+    os.environ.update({key: values[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+@contextmanager
+def _cuda_flags(deterministic: bool) -> Iterator[None]:
     import torch
 
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
-    cudnn.benchmark = benchmark  # fixed crop sizes: let cuDNN pick the fastest kernels
+    cudnn.benchmark = not deterministic  # fixed crop sizes: let cuDNN pick the fastest kernels
     cudnn.allow_tf32 = matmul.allow_tf32 = True
+    # deterministic cuBLAS needs a fixed workspace, read when its first handle is made (the first step)
+    workspace = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if deterministic else {}
     try:
-        yield
+        with _environment(**workspace):
+            yield
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
 
@@ -160,9 +175,22 @@ def training_flags(device: torch.device, deterministic: bool, compiled: bool) ->
         stack.enter_context(_deterministic(deterministic))
         stack.enter_context(_opencv_threads(1))
         if device.type == "cuda":
-            stack.enter_context(_cuda_flags(benchmark=not deterministic))
+            stack.enter_context(_cuda_flags(deterministic))
         if compiled:
             import torch._dynamo
 
             stack.enter_context(torch._dynamo.config.patch(suppress_errors=True))
         yield
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (from /proc on Linux; None elsewhere): what start-up cost before i2i
+    got control (the interpreter and imports)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
+    except (OSError, ValueError, IndexError):
+        return None

@@ -4,6 +4,7 @@
     RUN/metrics.jsonl     one JSON object per logged step or validation
     RUN/samples/*.png     sample grids
     RUN/best.json         which checkpoint ckpt/best holds
+    RUN/timings.json      where the last training process's wall time went, by phase
     RUN/ckpt/, RUN/latest checkpoints (i2i/checkpoint.py)
 
 Every file is replaced atomically except metrics.jsonl, which is appended to and, on resume, cut back
@@ -56,3 +57,8 @@ class RunDir:
 
     def write_best(self, best: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "best.json", json.dumps(best).encode())
+
+    def write_timings(self, seconds: dict[str, float]) -> None:
+        """Where the last process's wall time went, by phase (see trainer.Trainer.fit)."""
+        atomic_write_bytes(self.path / "timings.json", json.dumps({k: round(v, 4) for k, v in seconds.items()},
+                                                                   indent=2).encode())

@@ -37,6 +37,7 @@ from i2i.models import Model, Update, build_model
 from i2i.process import import_dynamo, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
+from i2i.timeline import Timeline
 from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
 
 
@@ -56,12 +57,16 @@ class Summary:
     images_per_s: float
     skipped: int
     losses: dict[str, float]
+    timings: dict[str, float]  # seconds per phase (RUN/timings.json)
 
     def line(self) -> str:
         losses = " ".join(f"{k}={v:.4g}" for k, v in self.losses.items())
         return (f"done: {self.steps} steps ({self.epochs} epochs) in {self.seconds:.1f} s, "
                 f"{self.images_per_s:.2f} img/s, {self.skipped} unreadable images skipped; {losses}; "
                 f"checkpoint {self.checkpoint}")
+
+    def time_line(self) -> str:
+        return "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in self.timings.items())
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Placement:
 def place(t: TrainConfig) -> Placement:
     """The device, autocast precision and memory layout that `t` asks for (auto resolved)."""
     device = pick_device(t.device)
-    precision = resolve_precision(t.precision, device)
+    precision = resolve_precision(t.precision, device, t.batch_size)
     if precision == "fp16" and device.type == "cpu":
         raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
     channels_last = device.type == "cuda" if t.channels_last is None else t.channels_last
@@ -161,13 +166,13 @@ def make_validator(cfg: RunConfig, model: Model) -> Validator:
     return Validator(model, cfg.data, root, split, size=t.val_size, fid=t.val_fid)
 
 
-def compile_networks(networks: Iterable[nn.Module], device: torch.device) -> None:
+def compile_networks(networks: Iterable[nn.Module], device: torch.device, mode: str = "default") -> None:
     """torch.compile each network in place (weights keep their names); fall back to eager with a message."""
     if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
         warn("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly")
         return
     for net in networks:
-        net.compile()
+        net.compile(mode=mode)
 
 
 def warn(message: str) -> None:
@@ -180,7 +185,14 @@ class Trainer:
     """Trains any registered model: the model lists its updates (see i2i/models/base.py), the trainer does
     the rest. Constructing one validates the options and prepares everything; `fit()` trains."""
 
-    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True,
+                 startup_seconds: float | None = None) -> None:
+        """`startup_seconds`: what the process spent before training was asked for (the CLI passes its age)."""
+        self.timeline = Timeline(startup=startup_seconds)
+        with self.timeline.phase("setup"):
+            self._set_up(cfg, resume, progress)
+
+    def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
         self.place = place(t)
@@ -189,12 +201,14 @@ class Trainer:
         check_options(cfg, self.model)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         if t.compile:
-            compile_networks(self.model.networks().values(), self.place.device)
+            compile_networks(self.model.networks().values(), self.place.device, t.compile_mode)
 
         workers = default_workers(self.place.device) if t.workers is None else t.workers
+        # No pinned memory (the reference pins none: page-locking is slow in virtual machines and a batch is a
+        # few MB), and on CUDA workers start from a fork server, never forked from the CUDA-initialised trainer.
+        start_method = "forkserver" if self.device.type == "cuda" else None
         self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
-                                   seed=t.seed, workers=workers, pin_memory=self.place.device.type == "cuda",
-                                   warn=warn)
+                                   seed=t.seed, workers=workers, start_method=start_method, warn=warn)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
         schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
@@ -238,36 +252,47 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> Summary:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
-        t = self.cfg.train
+        t, timeline = self.cfg.train, self.timeline
         with training_flags(self.device, t.deterministic, t.compile):
-            self._start()
+            with timeline.phase("run_directory"):
+                self._start()
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
             bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
                        dynamic_ncols=True)
-            for batch in self._device_batches() if self.step < self.total_steps else ():
-                losses, fakes = self.train_step(batch)
+            batches = self._device_batches()
+            for batch in timeline.timed(batches, "data", first="data_start") if self.step < self.total_steps else ():
+                with timeline.phase("first_step" if self.step == start_step else "steps"):
+                    losses, fakes = self.train_step(batch)
                 self.step += 1
                 meter.add(losses, images=next(iter(batch.values())).shape[0])
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
-                    last = self._log(meter, bar)
+                    with timeline.phase("logging"):
+                        last = self._log(meter, bar)
                 if t.sample_every and self.step % t.sample_every == 0:
-                    self._write_samples(self.model.samples(batch, fakes))
+                    with timeline.phase("samples"):
+                        self._write_samples(self.model.samples(batch, fakes))
                 if t.val_every and self.step % t.val_every == 0:
-                    self._validate()
+                    with timeline.phase("validation"):
+                        self._validate()
                 if self.step == self.total_steps:
                     break
                 if self._checkpoint_due():
                     self.save()
             bar.close()
             checkpoint = self.save()
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-        seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            with timeline.phase("shutdown"):
+                batches.close()
+                self.batches.close()  # worker processes end here, not at interpreter exit
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
+        timings = timeline.report()
+        self.run.write_timings(timings)
         images = (self.step - start_step) * t.batch_size
         return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
-                       images / max(seconds, 1e-9), len(self.batches.skipped), last)
+                       images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One generator forward, then each update in the model's order; returns the losses and the fakes."""
@@ -339,6 +364,10 @@ class Trainer:
 
     def save(self, name: str | None = None) -> Path:
         """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html."""
+        with self.timeline.phase("checkpoints"):
+            return self._save(name)
+
+    def _save(self, name: str | None) -> Path:
         path = save_checkpoint(self.run.path, self.step, self.model.networks(), self._state(),
                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
         if name is None:
@@ -393,7 +422,7 @@ class Trainer:
                                        else value < self.best["value"])
         if better:
             self.best = {"metric": metric, "value": value, "step": self.step}
-            self.save(name="best")
+            self._save(name="best")  # timed as validation, which this is part of
             self.run.write_best(self.best)
         return scores
 
@@ -450,6 +479,7 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
     return np.concatenate(rows, axis=0)
 
 
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Summary:
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_seconds: float | None = None,
+          ) -> Summary:
     """Train the run `cfg` describes (the Python twin of `i2i train`)."""
-    return Trainer(cfg, resume=resume, progress=progress).fit()
+    return Trainer(cfg, resume=resume, progress=progress, startup_seconds=startup_seconds).fit()

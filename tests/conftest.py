@@ -1,12 +1,34 @@
-"""Shared fixtures (helpers that are plain functions live in helpers.py)."""
+"""Shared fixtures (helpers that are plain functions live in helpers.py).
+
+Tests run on the CPU, also on a machine with a GPU, so that their numbers do not depend on the machine;
+tests marked `gpu` run on CUDA and are skipped, with the reason, where there is none.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import write_pairs
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """device="auto" means the CPU in unmarked tests, in this process and in the processes they start."""
+    if HAS_CUDA and "gpu" not in request.keywords:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture

@@ -28,13 +28,15 @@ class BatchStream:
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, workers: int = 0, pin_memory: bool = False,
-                 warn: Callable[[str], None] = print) -> None:
+                 start_method: str | None = None, warn: Callable[[str], None] = print) -> None:
+        """`start_method` starts the worker processes ("fork", "forkserver", "spawn"; None: the platform's)."""
         self.size, self.batch_size, self.warn = len(dataset), batch_size, warn
         self.sampler = EpochSampler(self.size, seed=seed, shuffle=True)
-        self.loader = DataLoader(
+        self.loader: DataLoader | None = DataLoader(
             dataset, batch_size=batch_size, sampler=self.sampler, collate_fn=collate_skipping,
             num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0,
             worker_init_fn=_worker_init if workers else None,
+            multiprocessing_context=start_method if workers else None,
             # its own generator: starting an iterator must not draw from the global RNG (resume would drift)
             generator=torch.Generator().manual_seed(seed),
         )
@@ -60,6 +62,11 @@ class BatchStream:
                     yield batch
             if whole_epoch and not yielded:
                 raise DataError("no readable images in the training data: every one was skipped")
+
+    def close(self) -> None:
+        """Stop the worker processes now, not at interpreter exit (where their shutdown may wait on timeouts).
+        Close the generators iterating the stream first: they hold the loader's iterator."""
+        self.loader = None  # the loader owns the persistent workers' iterator; its finaliser shuts them down
 
     def _report(self, skipped: list[Skipped]) -> None:
         for bad in skipped:
