@@ -140,18 +140,43 @@ def training_options(fn: Callable) -> Callable:
                      help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
         click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
         click.option("--resume", is_flag=True,
-                     help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet)."),
+                     help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet); "
+                          "model options not typed come from the run."),
+        click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=T.init_from,
+                     help="Start from these weights: a run directory, a checkpoint folder or one .safetensors "
+                          "(e.g. from `i2i import`). Model options not typed come from it; optimizers, schedule "
+                          "and step count start fresh."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), fn)
 
 
+def run_name(model: str, opts: dict) -> str:
+    return opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
+
+
+def with_source_options(model: str, opts: dict) -> dict:
+    """The options, with the model options the user did not type taken from --init-from's source, or on --resume
+    from the run being resumed (i2i.init_from.options_from_source)."""
+    from click.core import ParameterSource
+
+    from i2i.init_from import options_from_source
+
+    ctx = click.get_current_context()
+    typed = {name for name in opts
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    try:
+        return options_from_source(model, opts, typed, run_dir=Path(opts["runs_dir"]) / run_name(model, opts))
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+
+
 def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
     """Assemble the RunConfig and train it (or print it for --dry-run)."""
     from i2i.trainer import train as train_run
 
-    name = opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
+    name = run_name(model, opts)
     cfg = RunConfig(model=model, model_config=model_config, data=data, train=pick(TrainConfig, opts, name=name))
     if opts["dry_run"]:
         click.echo(cfg.to_json())
@@ -207,6 +232,7 @@ Examples:
   i2i train pix2pix --data datasets/facades --direction BtoA
   i2i train pix2pix --data my_pairs --name maps --max-steps 20000 --precision bf16
   i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
+  i2i train pix2pix --data my_pairs --name ft --init-from checkpoints/maps    # fine-tune
   i2i train pix2pix --data my_pairs --dry-run                                 # show config
 """)
 @training_options
@@ -220,6 +246,7 @@ Examples:
 @click.option("--lambda-l1", type=click.FloatRange(min=0), default=P2P.lambda_l1, show_default=True)
 def pix2pix(**opts) -> None:
     """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
+    opts = with_source_options("pix2pix", opts)
     g = generator_config(opts, opts["input_channels"], opts["output_channels"])
     model_cfg = Pix2PixConfig(generator=g, discriminator=discriminator_config(opts, g.in_channels + g.out_channels),
                               direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"])
@@ -246,8 +273,12 @@ Examples:
               help="History of generated images shown to the discriminators (0: off).")
 @click.option("--serial/--no-serial", default=D.serial, show_default=True,
               help="Pair A[i] with B[i] in order instead of a random B.")
+@click.option("--init-direction", type=click.Choice(DIRECTIONS), default=T.init_direction,
+              help="With --init-from a one-generator source (a Pix2Pix G, an imported CycleGAN model): the "
+                   "generator it fills, AtoB (G_AB) or BtoA (G_BA) [default: the direction it translates].")
 def cyclegan(**opts) -> None:
     """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs)."""
+    opts = with_source_options("cyclegan", opts)
     a, b = opts["a_channels"], opts["b_channels"]
     model_cfg = CycleGANConfig(
         g_ab=generator_config(opts, a, b), g_ba=generator_config(opts, b, a),

@@ -82,6 +82,9 @@ class TrainConfig:
     save_every: int = 500
     save_minutes: float = 10.0  # also checkpoint when this long has passed since the last one (0: off)
     keep_last: int = 3
+    init_from: str | None = None  # start from these weights (run dir, checkpoint folder, .safetensors)
+    init_from_sha256: str | None = None  # the source's weights hash, recorded when the run starts
+    init_direction: str | None = None  # the generator a one-generator source fills (None: the direction it translates)
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -99,6 +102,10 @@ class TrainConfig:
             found.append(f"Adam needs lr > 0 and betas in [0, 1), got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
         if self.workers is not None and self.workers < 0:
             found.append(f"workers must be >= 0, got {self.workers}")
+        if self.init_direction is not None:
+            found += _not_in(self, init_direction=DIRECTIONS)
+            if self.init_from is None:
+                found.append("init_direction places an --init-from source's generator: it needs init_from")
         return found
 
 

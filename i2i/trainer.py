@@ -33,6 +33,7 @@ from i2i.data.layout import DataError, resolve_split
 from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.process import import_dynamo, training_flags
 from i2i.report import build_report
@@ -94,10 +95,12 @@ def place(t: TrainConfig) -> Placement:
     return Placement(device, precision, torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def check_options(cfg: RunConfig, model: Model) -> None:
+def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:
     """Every problem with the options, found before anything is written or trained."""
     t = cfg.train
     problems = cfg.data.problems() + t.problems()
+    if resume and t.init_from is not None and t.init_from_sha256 is None:  # a new source, not one the run recorded
+        problems.append(RESUME_CONFLICT)
     if t.val_every:
         views = model.views()
         if not t.val_fid and not any(v.paired for v in views.values()):
@@ -198,7 +201,7 @@ class Trainer:
         self.place = place(t)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
-        check_options(cfg, self.model)
+        check_options(cfg, self.model, resume)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         if t.compile:
             compile_networks(self.model.networks().values(), self.place.device, t.compile_mode)
@@ -225,6 +228,8 @@ class Trainer:
         if not resume and self.run.latest_checkpoint() is not None:
             raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
                            f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
+        for line in init_networks(self.model, cfg) if self.resume_from is None else ():
+            warn(line)
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
         self.last_save = time.perf_counter()
@@ -247,6 +252,7 @@ class Trainer:
             if diffs:
                 raise RunError("--resume needs the same model and data options as the run it continues; "
                                "differences:\n  " + "\n  ".join(diffs))
+            carry_record(self.cfg.train, saved)
         return self.run.latest_checkpoint()
 
     # -- the loop ----------------------------------------------------------------------------------
