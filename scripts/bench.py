@@ -61,10 +61,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds
     return best
 
 
-def write_data(root: Path, size: int) -> None:
-    """Four paired A|B images and four unpaired images per domain, enough for one synthetic epoch."""
+def write_data(root: Path, size: int, count: int = 4) -> None:
+    """`count` paired A|B images and `count` unpaired images per domain, enough for one batch of that size."""
     rng = np.random.default_rng(0)
-    for i in range(4):
+    for i in range(count):
         for folder, width in (("train", 2 * size), ("trainA", size), ("trainB", size)):
             (root / folder).mkdir(parents=True, exist_ok=True)
             image = rng.integers(0, 256, size=(size, width, 3), dtype=np.uint8)
@@ -77,12 +77,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process so far, in MiB
 
 
-def bench_training(model: str, precision: str, args: argparse.Namespace, data: Path, runs: Path) -> dict:
+def bench_training(model: str, precision: str, batch_size: int, args: argparse.Namespace, data: Path,
+                   runs: Path) -> dict:
     model_cfg = Pix2PixConfig() if model == "pix2pix" else CycleGANConfig()
     cfg = RunConfig(model, model_cfg, DataConfig(root=str(data), preprocess="none", flip=False),
-                    TrainConfig(name=f"{model}_{precision}", runs_dir=str(runs), max_steps=10**6, device=args.device,
-                                precision=precision, channels_last=args.channels_last, compile=args.compile,
-                                workers=0))
+                    TrainConfig(name=f"{model}_{precision}_{batch_size}", runs_dir=str(runs), max_steps=10**6,
+                                device=args.device, precision=precision, channels_last=args.channels_last,
+                                compile=args.compile, compile_mode=args.compile_mode, workers=0,
+                                batch_size=batch_size))
     trainer = Trainer(cfg, progress=False)
     batch = to_device(next(iter(trainer.batches.loader)), trainer.device, trainer.place.memory_format)
     counter = FlopCounterMode(display=False)
@@ -100,7 +102,7 @@ def bench_training(model: str, precision: str, args: argparse.Namespace, data: P
         trainer.train_step(batch)
     sync(trainer.device)
     seconds = (time.perf_counter() - start) / steps
-    return {"what": f"{model} train step", "precision": trainer.precision, "batch": 1, "seconds": seconds,
+    return {"what": f"{model} train step", "precision": trainer.precision, "batch": batch_size, "seconds": seconds,
             "per_s": 1 / seconds, "gflop": gflop, "gflop_per_s": gflop / seconds,
             "peak_memory_mb": peak_memory_mb(trainer.device)}
 
@@ -140,7 +142,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (CycleGAN runs a fifth of them)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--train-batches", type=int, nargs="+", default=[1], help="training batch sizes")
+    parser.add_argument("--translate-batches", type=int, nargs="+", default=[1, 8], help="translation batch sizes")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -161,12 +166,12 @@ def main() -> None:
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        write_data(data, args.size)
+        write_data(data, args.size, count=max(4, *args.train_batches))
         for precision in precisions:
-            jobs = [("train", m, 1) for m in ("pix2pix", "cyclegan") if m in args.what]
-            jobs += [("translate", "", b) for b in (1, 8) if "translate" in args.what]
+            jobs = [("train", m, b) for m in ("pix2pix", "cyclegan") if m in args.what for b in args.train_batches]
+            jobs += [("translate", "", b) for b in args.translate_batches if "translate" in args.what]
             for kind, model, batch in jobs:
-                row = (bench_training(model, precision, args, data, Path(tmp) / "runs") if kind == "train"
+                row = (bench_training(model, precision, batch, args, data, Path(tmp) / "runs") if kind == "train"
                        else bench_translation(precision, batch, args))
                 row["fraction_of_peak"] = row["gflop_per_s"] / peaks[precision]
                 rows.append(row)
@@ -175,7 +180,8 @@ def main() -> None:
                       f"{row['peak_memory_mb']:9.0f}", flush=True)
     if args.out:
         args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "matmul_peak_gflop_per_s": peaks,
-                                        "compile": args.compile, "channels_last": args.channels_last,
+                                        "compile": args.compile and args.compile_mode,
+                                        "channels_last": args.channels_last,
                                         "results": rows}, indent=2))
 
 

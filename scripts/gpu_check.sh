@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# GPU check: run the speed benchmark on a CUDA device and print the table (about 2-4 minutes).
-# Installs nothing beyond the project itself (into the current Python, without touching torch),
-# so run it where torch with CUDA is already installed:  bash scripts/gpu_check.sh [OUT.json]
+# The one-call GPU check (scripts/gpu_check.py): benchmark, whole-process train/translate runs with their timing
+# breakdown, a torchrun NCCL run and the `gpu` tests, in one table (about 5-8 minutes on one H200).
+#   bash scripts/gpu_check.sh [--data DATA] [--out OUT]
+# A bare GPU machine whose Python has torch but not i2i's other dependencies (albumentations, kornia, pydantic...)
+# gets them from wheels carried in .whl/ (made with scripts/offline_wheels.sh), installed into /tmp/site.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-out=${1:-gpu_bench.json}
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')"
-"$PY" -c "import i2i" 2>/dev/null || "$PY" -m pip install --quiet --no-deps -e .
+if ! "$PY" -c "import albumentations, kornia" 2>/dev/null; then
+    [ -d .whl ] || { echo "albumentations/kornia missing and no .whl/ folder: see scripts/offline_wheels.sh" >&2; exit 2; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-echo "== eager, bf16/fp16/fp32, channels_last =="
-"$PY" scripts/bench.py --device cuda --channels-last --steps 20 --warmup 3 --out "${out%.json}_eager.json"
-echo "== torch.compile, channels_last =="
-"$PY" scripts/bench.py --device cuda --channels-last --compile --precisions bf16 --steps 20 --warmup 5 \
-    --out "${out%.json}_compiled.json"
+exec "$PY" scripts/gpu_check.py "$@"
