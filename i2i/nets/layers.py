@@ -1,4 +1,5 @@
-"""Shared building blocks: normalisation layers by name, weight initialisation, CPU-friendly convolutions."""
+"""Shared building blocks: normalisation layers by name, weight initialisation, CPU-friendly and upsampling
+convolutions, spectrally normalised convolutions."""
 
 from __future__ import annotations
 
@@ -9,19 +10,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "none")  # generators
+D_NORMS = (*NORMS, "spectral")  # discriminators: "spectral" = spectral norm on every conv, no activation norm
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
+# How decoders double the resolution: transposed convolution (the reference), nearest-neighbour resize then
+# a 3x3 convolution (Odena et al. 2016), or a 3x3 convolution to 4x the channels then PixelShuffle(2) with
+# ICNR initialisation (Shi et al. 2016; Aitken et al. 2017).
+UPSAMPLES = ("deconv", "resize", "pixelshuffle")
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """Raise ValueError naming `value` and the valid choices unless `value` is one of them."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
 
 
 def norm_layer(kind: str) -> Callable[[int], nn.Module]:
-    """Return a constructor `channels -> norm module` for `kind` in NORMS."""
+    """Return a constructor `channels -> norm module` for `kind` in D_NORMS ("spectral": no activation norm)."""
     if kind == "batch":
         return lambda c: SplitBatchNorm2d(c, affine=True, track_running_stats=True)
     if kind == "instance":
         return lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
-    if kind == "none":
+    if kind in ("none", "spectral"):
         return lambda c: nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose from {', '.join(NORMS)}")
+    raise ValueError(f"unknown norm {kind!r}; choose from {', '.join(D_NORMS)}")
+
+
+def upsampling_conv(kind: str, in_channels: int, out_channels: int, bias: bool,
+                    deconv: Callable[[], nn.Module]) -> nn.Module:
+    """The x2 upsampling layer for `kind` in UPSAMPLES; `deconv()` builds the network's own transposed conv."""
+    check_choice(kind, UPSAMPLES, "upsampling")
+    if kind == "deconv":
+        return deconv()
+    cls = ResizeConv2d if kind == "resize" else PixelShuffleConv2d
+    return cls(in_channels, out_channels, bias=bias)
+
+
+def conv_layer(norm: str) -> type[nn.Conv2d]:
+    """The convolution class a network with `norm` uses: spectrally normalised for "spectral", else nn.Conv2d."""
+    return SpectralNormConv2d if norm == "spectral" else nn.Conv2d
 
 
 class SplitBatchNorm2d(nn.BatchNorm2d):
@@ -84,27 +111,40 @@ def conv_bias(norm: str) -> bool:
     return norm != "batch"
 
 
+def _init_weight_(weight: torch.Tensor, kind: str, gain: float) -> None:
+    if kind == "normal":
+        nn.init.normal_(weight, 0.0, gain)
+    elif kind == "xavier":
+        nn.init.xavier_normal_(weight, gain=gain)
+    elif kind == "kaiming":
+        nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
+    else:
+        nn.init.orthogonal_(weight, gain=gain)
+
+
 def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
     """Initialise conv/linear weights as in pix2pix/CycleGAN; norm scales ~ N(1, gain), biases 0.
 
     Every parameter and buffer is set (BatchNorm running statistics reset too), so `net` may come
     from uninitialised memory; a module with parameters of a kind not listed here is an error.
+    PixelShuffleConv2d gets ICNR (one kernel drawn per output channel, shared by its sub-pixels);
+    SpectralNormConv2d's power-iteration vector is re-estimated for the new weight.
     """
-    if kind not in INITS:
-        raise ValueError(f"unknown init {kind!r}; choose from {', '.join(INITS)}")
+    check_choice(kind, INITS, "init")
 
+    @torch.no_grad()
     def init_one(m: nn.Module) -> None:
+        if isinstance(m, PixelShuffleConv2d):
+            base = torch.empty_like(m.weight[: m.weight.shape[0] // m.scale**2])
+            _init_weight_(base, kind, gain)
+            m.weight.copy_(base.repeat_interleave(m.scale**2, dim=0))  # sub-pixel channels are adjacent
+        elif isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            _init_weight_(m.weight, kind, gain)
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            if kind == "normal":
-                nn.init.normal_(m.weight, 0.0, gain)
-            elif kind == "xavier":
-                nn.init.xavier_normal_(m.weight, gain=gain)
-            elif kind == "kaiming":
-                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-            else:
-                nn.init.orthogonal_(m.weight, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+            if isinstance(m, SpectralNormConv2d):
+                m.reset_power_iteration()
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
@@ -169,3 +209,85 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         cols = x.reshape(n, c, h * w).transpose(1, 2) @ self.weight.reshape(c, -1)  # N x positions x C_out*kh*kw
         out = F.fold(cols.transpose(1, 2), (ho, wo), k, padding=p, stride=s)
         return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+
+
+class ResizeConv2d(MatmulConv2d):
+    """x2 nearest-neighbour upsampling, then a 3x3 convolution (padding 1): resize-convolution (Odena et al. 2016).
+
+    Each output pixel depends on a 2x2 input window, as with the reference's 4x4 stride-2 transposed conv,
+    but every input pixel is spread evenly over its 2x2 output block before the learnt filter, so there is no
+    uneven overlap to print a checkerboard. Nearest rather than bilinear: Odena et al. got their best results
+    with it (bilinear is a fixed low-pass on top of the learnt filter: more blur). Its maths equal a 3x3 pixel
+    shuffle whose four sub-kernels are tied sums of one 3x3 kernel; it costs 9/4 of the transposed conv's
+    multiply-adds, as PixelShuffleConv2d does. Weights are a plain Conv2d's (`weight`, `bias`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=1, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class PixelShuffleConv2d(MatmulConv2d):
+    """A 3x3 convolution to `scale**2` times the channels, then PixelShuffle(scale) (sub-pixel convolution).
+
+    Weights are a plain Conv2d's with out_channels * scale**2 rows; row c * scale**2 + k is output channel c at
+    sub-pixel k (PixelShuffle's order). `init_weights` gives it ICNR (Aitken et al. 2017): the scale**2 kernels
+    of each output channel start equal, so the initial output is nearest upsampling of a convolution, free of
+    checkerboard.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, scale: int = 2) -> None:
+        super().__init__(in_channels, out_channels * scale**2, 3, stride=1, padding=1, bias=bias)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(super().forward(x), self.scale)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale}"
+
+
+class SpectralNormConv2d(nn.Conv2d):
+    """nn.Conv2d whose weight is divided by its largest singular value sigma (Miyato et al. 2018).
+
+    sigma = u^T W v for the weight reshaped to out x (in*kh*kw); u (the buffer `weight_u`) is refined by one
+    power-iteration step per forward in training mode (in eval it is left as is), with no gradient through
+    u and v, as in the paper and torch.nn.utils.parametrizations.spectral_norm. sigma is computed in fp32
+    whatever autocast does. One step per *call*: scoring real and fake in one batch takes one step where two
+    calls would take two; u follows the slowly changing weight either way, and both halves are then scored
+    with the same sigma. The state dict is nn.Conv2d's plus `weight_u`.
+    """
+
+    eps = 1e-12
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("weight_u", torch.empty(self.out_channels, device=self.weight.device))
+
+    @torch.no_grad()
+    def reset_power_iteration(self, steps: int = 15) -> None:
+        """A random start vector refined for the current weight (torch uses 15 steps at registration too)."""
+        w = self.weight.detach().float().flatten(1)
+        u = F.normalize(torch.randn_like(self.weight_u, dtype=torch.float32), dim=0, eps=self.eps)
+        for _ in range(steps):
+            u = F.normalize(w @ F.normalize(w.T @ u, dim=0, eps=self.eps), dim=0, eps=self.eps)
+        self.weight_u.copy_(u)
+
+    def normalised_weight(self) -> torch.Tensor:
+        """The weight divided by its estimated spectral norm (one power-iteration step first when training)."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            w = self.weight.float().flatten(1)
+            with torch.no_grad():
+                v = F.normalize(w.T @ self.weight_u.float(), dim=0, eps=self.eps)
+                if self.training:
+                    u = F.normalize(w @ v, dim=0, eps=self.eps)
+                    self.weight_u.copy_(u)
+                else:
+                    u = self.weight_u.float().clone()  # a later in-place update must not touch this graph
+            sigma = torch.dot(u, w @ v)
+        return self.weight / sigma.to(self.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalised_weight(), self.bias)
