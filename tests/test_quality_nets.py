@@ -126,11 +126,25 @@ def test_every_upsampling_layer_is_replaced(name: str) -> None:
 
 
 def test_resize_conv_is_nearest_upsampling_then_a_3x3_conv() -> None:
+    """Outputs and gradients equal the definition on small maps (upsampled first) and on larger ones
+    (computed per output phase at the input's resolution)."""
     layer = ResizeConv2d(5, 3)
-    for side in (3, 12):  # 6x6 output takes the matmul path, 24x24 torch's convolution
-        x = torch.randn(2, 5, side, side)
-        want = F.conv2d(x.repeat_interleave(2, 2).repeat_interleave(2, 3), layer.weight, layer.bias, padding=1)
-        torch.testing.assert_close(layer(x), want, atol=1e-5, rtol=1e-5)
+    for side in (3, 12):
+        x = torch.randn(2, 5, side, side + 1, requires_grad=True)
+        ref_x, ref_w, ref_b = (t.detach().clone().requires_grad_(True) for t in (x, layer.weight, layer.bias))
+        want = F.conv2d(ref_x.repeat_interleave(2, 2).repeat_interleave(2, 3), ref_w, ref_b, padding=1)
+        got = layer(x)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        g = torch.randn_like(want)
+        (got * g).sum().backward()
+        (want * g).sum().backward()
+        for ours, ref in ((x, ref_x), (layer.weight, ref_w), (layer.bias, ref_b)):
+            torch.testing.assert_close(ours.grad, ref.grad, atol=1e-4, rtol=1e-4)
+        layer.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = layer(x.detach())
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), layer(x.detach()), atol=0.05, rtol=0.05)
 
 
 @pytest.mark.parametrize("init", INITS)
