@@ -551,7 +551,10 @@ def _image_list(images: str | os.PathLike | Iterable[str | os.PathLike | np.ndar
         if not items:
             raise ValueError(f"no images in {folder}")
         return items
-    if isinstance(images, np.ndarray) and images.ndim == 4:  # N x H x W x C
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ValueError(f"an array of images must be N x H x W x C, got shape {images.shape}; "
+                             "pass one image as a list of one")
         return list(images)
     return [x if isinstance(x, np.ndarray) else Path(x) for x in images]
 

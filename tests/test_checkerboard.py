@@ -83,6 +83,8 @@ def test_folders_files_and_arrays_agree(tmp_path: Path) -> None:
         checkerboard_energy(np.stack(photos)))
     with pytest.raises(FileNotFoundError, match="missing"):
         checkerboard_score(tmp_path / "missing", tmp_path / "targets")
+    with pytest.raises(ValueError, match="N x H x W x C"):
+        checkerboard_energy(photos[0])  # one image is not a set of images
     with pytest.raises(ValueError, match="flat"):
         checkerboard_score(outs, [np.full((16, 16, 3), 9, np.uint8)])
 
