@@ -194,7 +194,7 @@ def test_unet_matches_reference_forward() -> None:
 
 
 def test_every_registered_discriminator_is_tested() -> None:
-    assert set(DISCRIMINATORS) == {"basic", "n_layers", "pixel"}
+    assert set(DISCRIMINATORS) == {"basic", "n_layers", "pixel", "multiscale"}  # multiscale: test_quality_nets.py
 
 
 @pytest.mark.parametrize(

@@ -8,20 +8,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from i2i.nets.layers import INITS, NORMS, init_weights
-from i2i.nets.patchgan import PatchDiscriminator, PixelDiscriminator
+from i2i.nets.layers import D_NORMS, INITS, NORMS, UPSAMPLES, check_choice, init_weights
+from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator, PixelDiscriminator
 from i2i.nets.resnet import ResnetGenerator
 from i2i.nets.unet import UNetGenerator
 
 __all__ = [
-    "DISCRIMINATORS", "GENERATORS", "INITS", "NORMS", "DiscriminatorConfig", "GeneratorConfig",
+    "DISCRIMINATORS", "D_NORMS", "GENERATORS", "INITS", "NORMS", "UPSAMPLES", "DiscriminatorConfig", "GeneratorConfig",
     "build_discriminator", "build_generator",
 ]
 
 
 @dataclass
 class GeneratorConfig:
-    """Everything needed to rebuild a generator (saved with its weights)."""
+    """Everything needed to rebuild a generator (saved with its weights); `upsample` is one of UPSAMPLES."""
 
     name: str = "unet_256"
     in_channels: int = 3
@@ -31,11 +31,16 @@ class GeneratorConfig:
     dropout: bool = True
     init: str = "normal"
     init_gain: float = 0.02
+    upsample: str = "deconv"
 
 
 @dataclass
 class DiscriminatorConfig:
-    """Everything needed to rebuild a discriminator; `n_layers` is used by the `n_layers` variant."""
+    """Everything needed to rebuild a discriminator.
+
+    `n_layers` is used by the `n_layers` and `multiscale` variants, `num_d` (the number of scales) by
+    `multiscale` only; `norm` is one of D_NORMS ("spectral": spectral norm on every conv, no activation norm).
+    """
 
     name: str = "basic"
     in_channels: int = 6
@@ -44,14 +49,17 @@ class DiscriminatorConfig:
     norm: str = "batch"
     init: str = "normal"
     init_gain: float = 0.02
+    num_d: int = 1
 
 
 def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
-    return lambda c: UNetGenerator(c.in_channels, c.out_channels, num_downs, c.base_channels, c.norm, c.dropout)
+    return lambda c: UNetGenerator(c.in_channels, c.out_channels, num_downs, c.base_channels, c.norm, c.dropout,
+                                   c.upsample)
 
 
 def _resnet(n_blocks: int) -> Callable[[GeneratorConfig], nn.Module]:
-    return lambda c: ResnetGenerator(c.in_channels, c.out_channels, n_blocks, c.base_channels, c.norm, c.dropout)
+    return lambda c: ResnetGenerator(c.in_channels, c.out_channels, n_blocks, c.base_channels, c.norm, c.dropout,
+                                     c.upsample)
 
 
 GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
@@ -66,12 +74,8 @@ DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {
     "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm),
     "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm),
     "pixel": lambda c: PixelDiscriminator(c.in_channels, c.base_channels, c.norm),
+    "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d),
 }
-
-
-def _check(name: str, registry: dict, what: str) -> None:
-    if name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(registry)}")
 
 
 def _build(make: Callable[[], nn.Module], init: str, gain: float) -> nn.Module:
@@ -88,11 +92,17 @@ def _build(make: Callable[[], nn.Module], init: str, gain: float) -> nn.Module:
 
 def build_generator(cfg: GeneratorConfig) -> nn.Module:
     """Construct and initialise the generator `cfg` describes (on the CPU)."""
-    _check(cfg.name, GENERATORS, "generator")
+    check_choice(cfg.name, tuple(GENERATORS), "generator")
+    check_choice(cfg.norm, NORMS, "generator norm")
+    check_choice(cfg.upsample, UPSAMPLES, "upsampling")
     return _build(lambda: GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     """Construct and initialise the discriminator `cfg` describes (on the CPU)."""
-    _check(cfg.name, DISCRIMINATORS, "discriminator")
+    check_choice(cfg.name, tuple(DISCRIMINATORS), "discriminator")
+    check_choice(cfg.norm, D_NORMS, "discriminator norm")
+    if cfg.num_d != 1 and cfg.name != "multiscale":
+        raise ValueError(f"num_d must be 1 for the {cfg.name!r} discriminator (only 'multiscale' has several "
+                         f"scales), got {cfg.num_d}")
     return _build(lambda: DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)

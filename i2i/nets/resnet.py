@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2i.nets.layers import conv_bias, norm_layer
+from i2i.nets.layers import NORMS, check_choice, conv_bias, norm_layer, upsampling_conv
 
 
 class ResnetBlock(nn.Module):
@@ -27,7 +27,11 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """The CycleGAN generator (Johnson et al. style). Inputs must be divisible by 4."""
+    """The CycleGAN generator (Johnson et al. style). Inputs must be divisible by 4.
+
+    `upsample` picks the two x2 decoder layers: "deconv" is the reference's 3x3 stride-2 transposed
+    convolution, "resize" / "pixelshuffle" see i2i.nets.layers.
+    """
 
     size_multiple = 4
 
@@ -39,8 +43,10 @@ class ResnetGenerator(nn.Module):
         base_channels: int = 64,
         norm: str = "instance",
         dropout: bool = False,
+        upsample: str = "deconv",
     ) -> None:
         super().__init__()
+        check_choice(norm, NORMS, "generator norm")
         make_norm, bias = norm_layer(norm), conv_bias(norm)
         c = base_channels
         layers: list[nn.Module] = [
@@ -50,10 +56,13 @@ class ResnetGenerator(nn.Module):
             layers += [nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
                        make_norm(c * mult * 2), nn.ReLU()]
         layers += [ResnetBlock(c * 4, norm, dropout) for _ in range(n_blocks)]
+
+        def up_conv(c_in: int, c_out: int) -> nn.Module:
+            return upsampling_conv(upsample, c_in, c_out, bias, lambda: nn.ConvTranspose2d(
+                c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=bias))
+
         for mult in (4, 2):
-            layers += [nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1,
-                                          bias=bias),
-                       make_norm(c * mult // 2), nn.ReLU()]
+            layers += [up_conv(c * mult, c * mult // 2), make_norm(c * mult // 2), nn.ReLU()]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 

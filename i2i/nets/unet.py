@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2i.nets.layers import MatmulConv2d, MatmulConvTranspose2d, conv_bias, norm_layer
+from i2i.nets.layers import (
+    NORMS,
+    MatmulConv2d,
+    MatmulConvTranspose2d,
+    check_choice,
+    conv_bias,
+    norm_layer,
+    upsampling_conv,
+)
 
 
 class UNetGenerator(nn.Module):
@@ -16,6 +24,8 @@ class UNetGenerator(nn.Module):
     `num_downs - 5` decoder blocks (the ones at 8x base width) when `dropout` is on. As in the
     reference (whose in-place LeakyReLU alters the tensor it concatenates), each skip carries the
     LeakyReLU-activated encoder output. Inputs must be divisible by 2**num_downs.
+    `upsample` picks the decoder's x2 layers (every one, the output layer included): "deconv" is the
+    reference's 4x4 stride-2 transposed convolution, "resize" / "pixelshuffle" see i2i.nets.layers.
     """
 
     def __init__(
@@ -26,8 +36,10 @@ class UNetGenerator(nn.Module):
         base_channels: int = 64,
         norm: str = "batch",
         dropout: bool = True,
+        upsample: str = "deconv",
     ) -> None:
         super().__init__()
+        check_choice(norm, NORMS, "generator norm")
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
         self.num_downs = num_downs
@@ -38,8 +50,12 @@ class UNetGenerator(nn.Module):
             conv = MatmulConv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
             return nn.Sequential(conv, make_norm(c_out)) if normed else nn.Sequential(conv)
 
+        def up_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
+            return upsampling_conv(upsample, c_in, c_out, bias,
+                                   lambda: MatmulConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias))
+
         def up(c_in: int, c_out: int, drop: bool) -> nn.Sequential:
-            layers = [nn.ReLU(), MatmulConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
+            layers = [nn.ReLU(), up_conv(c_in, c_out, bias)]
             layers.append(make_norm(c_out))
             if drop:
                 layers.append(nn.Dropout(0.5))
@@ -59,7 +75,7 @@ class UNetGenerator(nn.Module):
             ups.append(up(c_in, widths[i - 1], drop=dropout and 1 <= k <= num_downs - 5))
         self.ups = nn.ModuleList(ups)
         self.head = nn.Sequential(
-            nn.ReLU(), MatmulConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1), nn.Tanh()
+            nn.ReLU(), up_conv(widths[0] * 2, out_channels, bias=True), nn.Tanh()
         )
 
     @property
