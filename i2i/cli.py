@@ -24,6 +24,7 @@ from i2i.config import (
     LAYOUTS,
     PRECISIONS,
     PREPROCESS_MODES,
+    RECIPES,
     SIZE_MODES,
     DataConfig,
     RunConfig,
@@ -33,7 +34,16 @@ from i2i.models import MODELS
 from i2i.models.cyclegan import CycleGANConfig
 from i2i.models.losses import GAN_LOSSES
 from i2i.models.pix2pix import Pix2PixConfig
-from i2i.nets import DISCRIMINATORS, GENERATORS, INITS, NORMS, DiscriminatorConfig, GeneratorConfig
+from i2i.nets import (
+    D_NORMS,
+    DISCRIMINATORS,
+    GENERATORS,
+    INITS,
+    NORMS,
+    UPSAMPLES,
+    DiscriminatorConfig,
+    GeneratorConfig,
+)
 
 POSITIVE = click.IntRange(min=1)
 CHANNELS = click.IntRange(1, 3)
@@ -146,6 +156,12 @@ def training_options(fn: Callable) -> Callable:
                      help="Start from these weights: a run directory, a checkpoint folder or one .safetensors "
                           "(e.g. from `i2i import`). Model options not typed come from it; optimizers, schedule "
                           "and step count start fresh."),
+        click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=T.ema_decay,
+                     show_default=True, help="Keep an exponential moving average of the generators' weights "
+                     "(e.g. 0.999; 0: off); checkpoints hold both, inference uses the average."),
+        click.option("--recipe", type=click.Choice(list(RECIPES)), default=T.recipe, show_default=True,
+                     help="A named set of defaults for the options you do not type: paper (the papers' setup) or "
+                          "hq (the best measured combination; see the README's Quality section)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
     ]
@@ -156,16 +172,27 @@ def run_name(model: str, opts: dict) -> str:
     return opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
 
 
+def typed_options(opts: dict) -> set[str]:
+    """The options the user gave on the command line (not defaults)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {name for name in opts
+            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+
+
+def with_recipe(opts: dict) -> dict:
+    """The options, with --recipe's values for the ones the user did not type (a typed option always wins)."""
+    typed = typed_options(opts)
+    return opts | {k: v for k, v in RECIPES[opts["recipe"]].items() if k in opts and k not in typed}
+
+
 def with_source_options(model: str, opts: dict) -> dict:
     """The options, with the model options the user did not type taken from --init-from's source, or on --resume
     from the run being resumed (i2i.init_from.options_from_source)."""
-    from click.core import ParameterSource
-
     from i2i.init_from import options_from_source
 
-    ctx = click.get_current_context()
-    typed = {name for name in opts
-             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    typed = typed_options(opts)
     try:
         return options_from_source(model, opts, typed, run_dir=Path(opts["runs_dir"]) / run_name(model, opts))
     except (ValueError, OSError) as err:
@@ -209,6 +236,13 @@ def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
         click.option("--init", "init_kind", type=click.Choice(INITS), default=defaults.init, show_default=True),
         click.option("--dropout/--no-dropout", default=defaults.dropout, show_default=True, help="Generator dropout."),
         click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default=gan_loss, show_default=True),
+        click.option("--upsample", type=click.Choice(UPSAMPLES), default=defaults.upsample, show_default=True,
+                     help="Generator upsampling: deconv (transposed conv, the papers'), resize (nearest x2 + conv: "
+                          "no checkerboard), pixelshuffle (ICNR-initialised sub-pixel conv)."),
+        click.option("--num-d", type=click.IntRange(1, 4), default=None,
+                     help="Scales of --discriminator multiscale (pix2pixHD) [default: 2 there, else 1]."),
+        click.option("--d-norm", type=click.Choice(D_NORMS), default=None,
+                     help="Discriminator normalisation; spectral: spectral norm on every conv [default: --norm]."),
     ]
     return lambda fn: functools.reduce(lambda f, option: option(f), reversed(options), fn)
 
@@ -216,12 +250,14 @@ def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
 def generator_config(opts: dict, in_channels: int, out_channels: int) -> GeneratorConfig:
     return GeneratorConfig(name=opts["generator"], in_channels=in_channels, out_channels=out_channels,
                            base_channels=opts["ngf"], norm=opts["norm"], dropout=opts["dropout"],
-                           init=opts["init_kind"])
+                           init=opts["init_kind"], upsample=opts["upsample"])
 
 
 def discriminator_config(opts: dict, in_channels: int) -> DiscriminatorConfig:
+    num_d = opts["num_d"] or (2 if opts["discriminator"] == "multiscale" else 1)
     return DiscriminatorConfig(name=opts["discriminator"], in_channels=in_channels, base_channels=opts["ndf"],
-                               n_layers=opts["n_layers_d"], norm=opts["norm"], init=opts["init_kind"])
+                               n_layers=opts["n_layers_d"], norm=opts["d_norm"] or opts["norm"],
+                               init=opts["init_kind"], num_d=num_d)
 
 
 P2P, CG = Pix2PixConfig(), CycleGANConfig()  # each model's defaults, shown by --help
@@ -244,12 +280,17 @@ Examples:
 @click.option("--input-channels", type=CHANNELS, default=P2P.generator.in_channels, show_default=True)
 @click.option("--output-channels", type=CHANNELS, default=P2P.generator.out_channels, show_default=True)
 @click.option("--lambda-l1", type=click.FloatRange(min=0), default=P2P.lambda_l1, show_default=True)
+@click.option("--lambda-fm", type=click.FloatRange(min=0), default=P2P.lambda_fm, show_default=True,
+              help="Feature matching on the discriminator's intermediate features (pix2pixHD: 10; 0: off).")
+@click.option("--input-augment/--no-input-augment", default=D.input_augment, show_default=True,
+              help="Colour jitter, blur and noise on the input image only (never the target).")
 def pix2pix(**opts) -> None:
     """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
-    opts = with_source_options("pix2pix", opts)
+    opts = with_source_options("pix2pix", with_recipe(opts))
     g = generator_config(opts, opts["input_channels"], opts["output_channels"])
     model_cfg = Pix2PixConfig(generator=g, discriminator=discriminator_config(opts, g.in_channels + g.out_channels),
-                              direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"])
+                              direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"],
+                              lambda_fm=opts["lambda_fm"])
     run_training("pix2pix", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
 
 
@@ -278,7 +319,7 @@ Examples:
                    "generator it fills, AtoB (G_AB) or BtoA (G_BA) [default: the direction it translates].")
 def cyclegan(**opts) -> None:
     """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs)."""
-    opts = with_source_options("cyclegan", opts)
+    opts = with_source_options("cyclegan", with_recipe(opts))
     a, b = opts["a_channels"], opts["b_channels"]
     model_cfg = CycleGANConfig(
         g_ab=generator_config(opts, a, b), g_ba=generator_config(opts, b, a),
@@ -322,6 +363,8 @@ Examples:
               help="auto: bf16 on CPUs with native bf16 (~0.2 grey levels from fp32); on a GPU fp32 (TF32) below "
                    "batch 8, bf16 from there on; else fp32. fp32 gives exact outputs.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--ema/--no-ema", default=True, show_default=True,
+              help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
@@ -339,7 +382,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
         translator = Translator.from_pretrained(
             checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
             keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
-            tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"])
+            tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
         if input_path.is_file() and output.suffix:  # a single file to a file name
             summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"])
         else:
@@ -366,12 +409,14 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="onnx", show_default=True)
 @click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
               help="Which generator of a CycleGAN run [default: the run's only one].")
-def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None) -> None:
+@click.option("--ema/--no-ema", default=True, show_default=True,
+              help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
+def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None, ema: bool) -> None:
     """Export a generator with dynamic batch/height/width (input NCHW in [-1, 1], any size)."""
     from i2i.export import export
 
     try:
-        path = export(checkpoint, out, fmt=fmt, direction=direction)
+        path = export(checkpoint, out, fmt=fmt, direction=direction, ema=ema)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {path}")
@@ -402,6 +447,8 @@ Examples:
               help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--ema/--no-ema", default=True, show_default=True,
+              help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
 def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> None:
     """Score a trained run on a held-out split, or two folders against each other (PSNR, SSIM, FID, KID)."""
     import json
@@ -425,7 +472,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
                 raise click.UsageError("give CHECKPOINT and --data (or --outputs and --targets)")
             result = evaluate_run(checkpoint, data_root, split=opts["split"], direction=opts["direction"],
                                   work_dir=opts["work_dir"], fid=opts["fid"], baseline=opts["baseline"],
-                                  device=opts["device"], precision=opts["precision"])
+                                  device=opts["device"], precision=opts["precision"], ema=opts["ema"])
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(format_table(result))

@@ -20,7 +20,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where native, else f
 SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
 FORMATS = ("same", "png", "jpg")  # inference: output file type
 EXPORT_FORMATS = ("onnx", "torchscript")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead: CUDA graphs
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+# Named sets of values for the train command's options (by option name) that the user does not type. "paper" is
+# the papers' own setup; "hq" the best combination measured at an equal budget (README, "Quality").
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "hq": {},
+}  # torch.compile modes; reduce-overhead: CUDA graphs
 
 
 @dataclass
@@ -36,6 +42,7 @@ class DataConfig:
     strict: bool = False  # fail on the first unreadable image instead of skipping it
     serial: bool = False  # unpaired data only: pair A[i] with B[i % |B|] instead of a random B
     augment_on: str = "cpu"  # "device": the training device resizes/crops/flips (kornia), the CPU only decodes
+    input_augment: bool = False  # paired data: colour jitter, blur and noise on the input image only
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -67,6 +74,8 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA (tensor cores like NHWC), off on the CPU (no gain measured)
     compile: bool = False  # torch.compile each network
     compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs: for launch-bound small-batch GPU steps
+    ema_decay: float = 0.0  # keep an exponential moving average of each generator's weights (0: off; e.g. 0.999)
+    recipe: str = "paper"  # the named defaults the run started from (RECIPES); its values are in this config
     seed: int = 0
     deterministic: bool = False
     workers: int | None = None  # DataLoader workers; None picks by machine
@@ -88,7 +97,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
-        found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES)
+        found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES, recipe=tuple(RECIPES))
         positive = ("batch_size", "log_every", "keep_last", "val_size")
         found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
         not_negative = ("epochs", "decay_epochs", "val_every", "sample_every", "save_every", "save_minutes")
@@ -100,6 +109,8 @@ class TrainConfig:
             found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             found.append(f"Adam needs lr > 0 and betas in [0, 1), got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
+        if not 0 <= self.ema_decay < 1:
+            found.append(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.workers is not None and self.workers < 0:
             found.append(f"workers must be >= 0, got {self.workers}")
         if self.init_direction is not None:

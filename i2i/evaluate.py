@@ -12,16 +12,25 @@ import numpy as np
 from i2i.data.io import list_images, write_image
 from i2i.data.layout import resolve_split
 from i2i.inference import Translator
-from i2i.metrics import distribution_metrics_unavailable, distribution_scores, json_safe, paired_scores
+from i2i.metrics import (
+    checkerboard_score,
+    distribution_metrics_unavailable,
+    distribution_scores,
+    json_safe,
+    paired_scores,
+)
 
 
 def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = True, fid: bool = True,
                   batch_size: int = 16, device: str | None = None) -> dict[str, Any]:
-    """Mean paired metrics (when `paired`) and FID/KID (when `fid` and the metrics extra is installed)."""
+    """Mean paired metrics (when `paired`), the checkerboard figure (outputs' energy at the 2- and 4-pixel
+    periods over the targets'; 1.0 = like the real images) and FID/KID (when `fid` and the metrics extra is
+    installed)."""
     scores: dict[str, Any] = {}
     if paired:
         result = paired_scores(outputs, targets)
         scores.update(n=result["n"], **result["mean"])
+    scores["checkerboard"] = checkerboard_score(outputs, targets)
     if fid:
         missing = distribution_metrics_unavailable()
         if missing:
@@ -35,7 +44,7 @@ def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = Tr
 
 def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = "val", direction: str | None = None,
                  work_dir: str | Path | None = None, fid: bool = True, baseline: bool = True, device: str = "auto",
-                 precision: str = "fp32", batch_size: int = 4) -> dict[str, Any]:
+                 precision: str = "fp32", batch_size: int = 4, ema: bool = True) -> dict[str, Any]:
     """Translate a held-out split with a trained run and score it against the target domain.
 
     Paired runs (Pix2Pix) are scored image by image (PSNR, SSIM, MS-SSIM) and as distributions
@@ -44,7 +53,8 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
     way ("identity": the translation that does nothing). Outputs land in `work_dir` (a temp folder
     by default). Returns {"model": scores, "identity": scores, "split", "direction", "n"}.
     """
-    translator = Translator.from_pretrained(checkpoint, direction=direction, device=device, precision=precision)
+    translator = Translator.from_pretrained(checkpoint, direction=direction, device=device, precision=precision,
+                                            ema=ema)
     root = Path(data_root)
     unpaired = translator.data_spec.kind == "unpaired"
     split = resolve_split(root, split, unpaired)
@@ -89,7 +99,7 @@ def _write_paired_split(translator: Translator, root: Path, split: str, inputs: 
 def format_table(result: dict[str, Any]) -> str:
     """The scores of evaluate_run / score_folders as an aligned text table (rows: model, identity)."""
     rows = {k: v for k, v in result.items() if k in ("model", "identity", "scores")}
-    keys = [k for k in ("psnr", "ssim", "ms_ssim", "fid", "kid") if any(k in r for r in rows.values())]
+    keys = [k for k in ("psnr", "ssim", "ms_ssim", "fid", "kid", "checkerboard") if any(k in r for r in rows.values())]
     lines = [f"{'':10}" + "".join(f"{k:>10}" for k in keys)]
     for name, scores in rows.items():
         cells = []

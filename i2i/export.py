@@ -33,19 +33,20 @@ class PaddedGenerator(nn.Module):
         return self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect"))[:, :, :h, :w]
 
 
-def exportable(path: str | Path, direction: str | None = None) -> tuple[PaddedGenerator, dict, int]:
+def exportable(path: str | Path, direction: str | None = None, ema: bool = True) -> tuple[PaddedGenerator, dict, int]:
     """The padded, per-image-normalised generator of a checkpoint, its run config and input channels."""
-    net, gen_cfg, cfg, direction = load_generator(path, direction)
+    net, gen_cfg, cfg, direction = load_generator(path, direction, ema)
     model = PaddedGenerator(per_image_norm(net).eval(), net.size_multiple).eval()
     meta = {"i2i_config": cfg.to_dict(), "direction": direction, "input_range": "[-1, 1]", "layout": "NCHW"}
     return model, meta, gen_cfg.in_channels
 
 
-def export(path: str | Path, out: str | Path, fmt: str = "onnx", direction: str | None = None) -> Path:
+def export(path: str | Path, out: str | Path, fmt: str = "onnx", direction: str | None = None, ema: bool = True,
+           ) -> Path:
     """Write the generator of checkpoint `path` to `out` as ONNX (needs i2i[export]) or TorchScript."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    model, meta, channels = exportable(path, direction)
+    model, meta, channels = exportable(path, direction, ema)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, channels, 96, 80) * 2 - 1

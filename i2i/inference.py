@@ -23,6 +23,7 @@ from i2i.data.tensors import to_image, to_tensor
 from i2i.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
 from i2i.folders import DirSummary
 from i2i.models import MODELS, run_config_from_dict
+from i2i.models.ema import EMA_SUFFIX
 from i2i.nets import GeneratorConfig
 from i2i.nets.layers import per_image_norm
 
@@ -32,21 +33,25 @@ AUTO_TILE_PIXELS = 1536 * 1536  # above this many (padded) pixels an image is tr
 DEFAULT_TILE = 512
 
 
-def load_generator(path: str | Path, direction: str | None = None) -> tuple[nn.Module, GeneratorConfig, RunConfig, str]:
+def load_generator(path: str | Path, direction: str | None = None, ema: bool = True,
+                   ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str]:
     """Rebuild a generator from a run directory, checkpoint folder or weights file; no architecture flags.
 
     Returns the network (with its trained weights, in train mode as built), its architecture config,
-    the run config stored with the weights, and the direction it translates.
+    the run config stored with the weights, and the direction it translates. A checkpoint that keeps an
+    EMA of the generator's weights (G_ema.safetensors, from --ema-decay) gives those, unless `ema=False`.
     """
-    return _load(path, direction)[:4]
+    return _load(path, direction, ema)[:4]
 
 
-def _load(path: str | Path, direction: str | None) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
+def _load(path: str | Path, direction: str | None, ema: bool = True,
+          ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
     resolved = resolve_checkpoint(path)
     files = [resolved] if resolved.is_file() else sorted(resolved.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no weights files in {resolved}")
     config, network = read_metadata(files[0])
+    network = network.removesuffix(EMA_SUFFIX)  # a single G_ema.safetensors holds G's averaged weights
     cfg = run_config_from_dict(config)
     with torch.device("meta"):  # no memory and no random init: the weights are loaded below
         model = MODELS[cfg.model](cfg.model_config)
@@ -67,7 +72,11 @@ def _load(path: str | Path, direction: str | None) -> tuple[nn.Module, Generator
         raise ValueError(f"{path} translates {', '.join(available)} only, not {direction}")
     name = available[direction]
     net = model.networks()[name]
-    net.load_state_dict(load_weights(resolved if resolved.is_file() else resolved / f"{name}.safetensors"), assign=True)
+    weights = resolved
+    if resolved.is_dir():
+        averaged = resolved / f"{name}{EMA_SUFFIX}.safetensors"
+        weights = averaged if ema and averaged.is_file() else resolved / f"{name}.safetensors"
+    net.load_state_dict(load_weights(weights), assign=True)
     return net, model.generator_config(name), cfg, direction, model.data_spec()
 
 
@@ -144,9 +153,10 @@ class Translator:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, direction: str | None = None, device: str = "auto",
-                        precision: str = "auto", **options: Any) -> Translator:
-        """Load from a run directory (latest checkpoint), a checkpoint folder or one weights file."""
-        net, gen_cfg, cfg, direction, spec = _load(path, direction)
+                        precision: str = "auto", ema: bool = True, **options: Any) -> Translator:
+        """Load from a run directory (latest checkpoint), a checkpoint folder or one weights file; a checkpoint's
+        EMA weights are used when it has them, unless `ema=False`."""
+        net, gen_cfg, cfg, direction, spec = _load(path, direction, ema)
         return cls(net, gen_cfg, cfg, direction, pick_device(device), precision, data_spec=spec, **options)
 
     # -- tensors ---------------------------------------------------------------------------------

@@ -42,11 +42,12 @@ RESUME_CONFLICT = ("--init-from starts a new run from other weights, --resume co
 
 # The train commands' option names (click parameter names) -> the network config field they fill.
 GENERATOR_OPTIONS = {"generator": "name", "ngf": "base_channels", "norm": "norm", "dropout": "dropout",
-                     "init_kind": "init"}
-DISCRIMINATOR_OPTIONS = {"discriminator": "name", "ndf": "base_channels", "n_layers_d": "n_layers"}
+                     "init_kind": "init", "upsample": "upsample"}
+DISCRIMINATOR_OPTIONS = {"discriminator": "name", "ndf": "base_channels", "n_layers_d": "n_layers", "d_norm": "norm",
+                         "num_d": "num_d"}
 # model -> (its model-config field per network, its objective options named like their fields, channel options)
 MODEL_OPTIONS: dict[str, tuple[dict[str, str], tuple[str, ...], tuple[str, str]]] = {
-    "pix2pix": ({"G": "generator", "D": "discriminator"}, ("direction", "gan_loss", "lambda_l1"),
+    "pix2pix": ({"G": "generator", "D": "discriminator"}, ("direction", "gan_loss", "lambda_l1", "lambda_fm"),
                 ("input_channels", "output_channels")),
     "cyclegan": ({"G_AB": "g_ab", "G_BA": "g_ba", "D_A": "d_a", "D_B": "d_b"},
                  ("gan_loss", "lambda_cycle", "lambda_identity", "pool_size"), ("a_channels", "b_channels")),

@@ -35,6 +35,7 @@ from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
+from i2i.models.ema import EMA, EMA_SUFFIX
 from i2i.process import import_dynamo, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
@@ -203,6 +204,9 @@ class Trainer:
         self.model = build_in_background(cfg)
         check_options(cfg, self.model, resume)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
+        # shadow copies of the generators (used by validation and, from checkpoints, by inference)
+        self.emas = {name: EMA(self.model.networks()[name], t.ema_decay)
+                     for name in sorted(set(self.model.generators().values()))} if t.ema_decay else {}
         if t.compile:
             compile_networks(self.model.networks().values(), self.place.device, t.compile_mode)
 
@@ -317,6 +321,8 @@ class Trainer:
         self.scaler.update()
         for scheduler in self.schedulers.values():
             scheduler.step()
+        for ema in self.emas.values():
+            ema.update()
         return losses, fakes
 
     def autocast(self) -> torch.autocast:
@@ -366,6 +372,7 @@ class Trainer:
             "model": self.model.training_state(),
             "rng": rng,
             "best": self.best or {},
+            "ema_updates": {name: ema.num_updates for name, ema in self.emas.items()},
         }
 
     def save(self, name: str | None = None) -> Path:
@@ -374,8 +381,9 @@ class Trainer:
             return self._save(name)
 
     def _save(self, name: str | None) -> Path:
-        path = save_checkpoint(self.run.path, self.step, self.model.networks(), self._state(),
-                               self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
+        networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
+        path = save_checkpoint(self.run.path, self.step, networks, self._state(), self.cfg.to_dict(),
+                               keep_last=self.cfg.train.keep_last, name=name)
         if name is None:
             self.last_save = time.perf_counter()
         try:
@@ -396,6 +404,13 @@ class Trainer:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
+        for name, ema in self.emas.items():
+            weights = ckpt / f"{name}{EMA_SUFFIX}.safetensors"
+            if weights.is_file():
+                ema.load_state_dict(load_weights(weights), state.get("ema_updates", {}).get(name, 0))
+            else:
+                warn(f"note: {ckpt} has no {weights.name}; the EMA of {name} starts from its current weights")
+                ema.load_state_dict(self.model.networks()[name].state_dict(), 0)
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -420,7 +435,8 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         """Score the held-out subset, log it, and keep ckpt/best when the chosen metric improved."""
-        scores = self.validator(self.model, self.device, self.place.dtype)
+        scores = self.validator(self.model, self.device, self.place.dtype,
+                                {name: ema.module for name, ema in self.emas.items()})
         self._record({"step": self.step, "epoch": self.batches.epoch, **scores})
         metric = self.cfg.train.best_metric or default_best_metric(list(scores))
         value = scores[metric]

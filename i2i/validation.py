@@ -67,11 +67,13 @@ class Validator:
                 raise ValueError(f"validation FID is unavailable: {missing}")
 
     @torch.no_grad()
-    def __call__(self, model: Model, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        views = model.views()
+    def __call__(self, model: Model, device: torch.device, dtype: torch.dtype,
+                 replacements: dict[str, torch.nn.Module] | None = None) -> dict[str, float]:
+        """Scores of the model's generators, or of `replacements` by network name (e.g. their EMA copies)."""
+        views, networks = model.views(), {**model.networks(), **(replacements or {})}
         scores: dict[str, float] = {}
         for direction, view in views.items():
-            net = per_image_norm(copy.deepcopy(unwrap(model.networks()[model.generators()[direction]]))).eval()
+            net = per_image_norm(copy.deepcopy(unwrap(networks[model.generators()[direction]]))).eval()
             fakes, reals = [], []
             for sample in self.samples:
                 with autocast(device, dtype):

@@ -51,14 +51,39 @@ def geometry(cfg: DataConfig, train: bool) -> list[A.BasicTransform]:
     return steps
 
 
-def paired_transform(cfg: DataConfig, train: bool = True) -> A.Compose | DeferredGeometry:
+def paired_transform(cfg: DataConfig, train: bool = True) -> A.Compose | DeferredGeometry | InputOnly:
     """Apply with `t(image=input, target=target)`: both images get the same resize, crop and flip.
 
     With `cfg.augment_on == "device"` a training transform only draws the geometry (see device_augment).
     """
-    if train and cfg.augment_on == "device":
-        return DeferredGeometry(cfg)
-    return A.Compose(geometry(cfg, train), additional_targets={"target": "image"}, is_check_shapes=False)
+    shared = (DeferredGeometry(cfg) if train and cfg.augment_on == "device" else
+              A.Compose(geometry(cfg, train), additional_targets={"target": "image"}, is_check_shapes=False))
+    return InputOnly(shared, input_photometric()) if train and cfg.input_augment else shared
+
+
+def input_photometric() -> A.Compose:
+    """Colour jitter, a slight blur and sensor noise, for the input image of a pair alone (never the target): the
+    generator learns to ignore how the input was shot (the reference's PR #1494). Off unless `input_augment`."""
+    return A.Compose([
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8),
+        A.GaussianBlur(sigma_limit=(0.1, 1.0), p=0.3),
+        A.GaussNoise(std_range=(0.0, 0.03), p=0.3),
+    ])
+
+
+class InputOnly:
+    """A paired transform followed by photometric steps on the input alone; one sample seed drives both."""
+
+    def __init__(self, shared: A.Compose | DeferredGeometry, photometric: A.Compose) -> None:
+        self.shared, self.photometric = shared, photometric
+
+    def set_random_seed(self, seed: int) -> None:
+        self.shared.set_random_seed(seed)
+        self.photometric.set_random_seed(seed ^ 0x5EED)  # its own stream: the geometry draws stay as without it
+
+    def __call__(self, image: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.shared(image=image, target=target)
+        return {**out, "image": np.clip(self.photometric(image=out["image"])["image"], 0.0, 1.0)}
 
 
 def single_transform(cfg: DataConfig, train: bool = True) -> A.Compose | DeferredGeometry:

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+EMA_SUFFIX = "_ema"  # a checkpoint keeps the EMA of network G as G_ema.safetensors
+
 
 class EMA:
     """A shadow copy of `network` (`.module`) whose parameters follow an exponential moving average of its own.

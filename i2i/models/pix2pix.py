@@ -10,7 +10,7 @@ from torch import nn
 
 from i2i.data import DataSpec
 from i2i.models.base import Batch, Losses, Model, Update, View, frozen
-from i2i.models.losses import GANLoss, discriminator_loss
+from i2i.models.losses import GANLoss, discriminator_loss, feature_matching_loss
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 
@@ -24,6 +24,7 @@ class Pix2PixConfig:
     gan_loss: str = "vanilla"
     lambda_l1: float = 100.0
     lambda_gp: float = 10.0  # used by the wgangp loss only
+    lambda_fm: float = 0.0  # feature matching on D's intermediate features (pix2pixHD: 10); 0 turns it off
 
 
 class Pix2Pix(Model):
@@ -74,11 +75,23 @@ class Pix2Pix(Model):
         return {"loss": out.pop("loss"), **{f"D_{k}": v for k, v in out.items()}}
 
     def generator_losses(self, batch: Batch, fakes: Batch) -> Losses:
+        fake_pair = torch.cat([batch["input"], fakes["output"]], dim=1)
+        losses = {}
         with frozen(self.D):
-            fake_pair = torch.cat([batch["input"], fakes["output"]], dim=1)
-            loss_gan = self.gan_loss(self.D(fake_pair), real=True, for_discriminator=False)
-        loss_l1 = F.l1_loss(fakes["output"].float(), batch["target"].float())
-        return {"loss": loss_gan + self.cfg.lambda_l1 * loss_l1, "G_gan": loss_gan, "G_l1": loss_l1}
+            if self.cfg.lambda_fm > 0:
+                fake_features = self.D.features(fake_pair)
+                with torch.no_grad():  # the real pair's features are targets
+                    real_features = self.D.features(torch.cat([batch["input"], batch["target"]], dim=1))
+                logits = [scale[-1] for scale in fake_features]
+                losses["G_fm"] = feature_matching_loss(real_features, fake_features)
+            else:
+                logits = self.D(fake_pair)
+            losses["G_gan"] = self.gan_loss(logits, real=True, for_discriminator=False)
+        losses["G_l1"] = F.l1_loss(fakes["output"].float(), batch["target"].float())
+        loss = losses["G_gan"] + self.cfg.lambda_l1 * losses["G_l1"]
+        if "G_fm" in losses:
+            loss = loss + self.cfg.lambda_fm * losses["G_fm"]
+        return {"loss": loss, **losses}
 
     @torch.no_grad()
     def samples(self, batch: Batch, fakes: Batch) -> Batch:
