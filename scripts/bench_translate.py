@@ -77,24 +77,25 @@ def main() -> None:
         i2i = [sys.executable, "-m", "i2i", "translate", str(run), str(tmp / "in")]
         print(f"{args.images} {source}, unet_256 forward = {gflop:.1f} GFLOP, torch threads {torch.get_num_threads()}")
         print(f"{'precision':>9} {'batch':>5} {'seconds':>8} {'images/s':>9} {'GFLOP/s':>8} {'mean |Δ| vs fp32':>15}")
-        for precision in args.precisions:
-            for batch in args.batch_sizes:
-                out = tmp / f"out_{precision}_{batch}"
-                start = time.perf_counter()
-                subprocess.run([*i2i, str(out), "--batch-size", str(batch), "--precision", precision,
-                                "--no-progress", "--format", "png"], check=True, capture_output=True)
-                seconds = time.perf_counter() - start
-                row = {"precision": precision, "batch_size": batch, "seconds": seconds,
-                       "images_per_s": args.images / seconds, "gflop_per_s": gflop * args.images / seconds}
-                ref = tmp / f"out_fp32_{args.batch_sizes[0]}"
-                if ref.is_dir() and ref != out:
-                    diffs = [np.abs(read_image(p).astype(int) - read_image(out / p.name).astype(int)).mean()
-                             for p in list_images(ref)[:20]]
-                    row["mean_abs_diff_vs_fp32"] = float(np.mean(diffs))
-                results.append(row)
-                diff = row.get("mean_abs_diff_vs_fp32")
-                print(f"{precision:>9} {batch:>5} {seconds:8.1f} {row['images_per_s']:9.2f} {row['gflop_per_s']:8.1f} "
-                      f"{'' if diff is None else f'{diff:.2f} levels':>15}")
+        jobs = [(p, b) for p in args.precisions for b in args.batch_sizes] + [("auto", "auto")]  # the defaults
+        for precision, batch in jobs:
+            out = tmp / f"out_{precision}_{batch}"
+            chosen = [] if batch == "auto" else ["--batch-size", str(batch), "--precision", precision]
+            start = time.perf_counter()
+            subprocess.run([*i2i, str(out), *chosen, "--no-progress", "--format", "png"], check=True,
+                           capture_output=True)
+            seconds = time.perf_counter() - start
+            row = {"precision": precision, "batch_size": batch, "seconds": seconds,
+                   "images_per_s": args.images / seconds, "gflop_per_s": gflop * args.images / seconds}
+            ref = tmp / f"out_fp32_{args.batch_sizes[0]}"
+            if ref.is_dir() and ref != out:
+                diffs = [np.abs(read_image(p).astype(int) - read_image(out / p.name).astype(int)).mean()
+                         for p in list_images(ref)[:20]]
+                row["mean_abs_diff_vs_fp32"] = float(np.mean(diffs))
+            results.append(row)
+            diff = row.get("mean_abs_diff_vs_fp32")
+            print(f"{precision:>9} {batch:>5} {seconds:8.1f} {row['images_per_s']:9.2f} {row['gflop_per_s']:8.1f} "
+                  f"{'' if diff is None else f'{diff:.2f} levels':>15}")
     if args.out:
         args.out.write_text(json.dumps({"gflop_per_forward": gflop, "images": args.images, "results": results},
                                        indent=2))

