@@ -25,7 +25,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from i2i.checkpoint import load_state, load_weights, save_checkpoint
+from i2i.checkpoint import (
+    CheckpointError,
+    checkpoints_newest_first,
+    load_into,
+    load_state,
+    load_weights,
+    save_checkpoint,
+)
 from i2i.config import RunConfig, TrainConfig
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
@@ -34,7 +41,7 @@ from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.models import Model, Update, build_model
-from i2i.process import import_dynamo, training_flags
+from i2i.process import import_dynamo, stop_on_sigint, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
 from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
@@ -42,6 +49,14 @@ from i2i.validation import Validator, default_best_metric, higher_is_better, met
 
 class RunError(RuntimeError):
     """The run cannot start or continue as asked (e.g. resuming with a different model)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `fit()` after a step, and a checkpoint of that step was written."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} written")
+        self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass
@@ -183,6 +198,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
+        self.run = RunDir(cfg.run_dir)
+        self.run.check_unlocked()  # another process trains there now: say so before building anything
         self.place = place(t)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
@@ -205,12 +222,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.place.device.type, enabled=self.place.precision == "fp16")
         self.validator = make_validator(cfg, self.model) if t.val_every else None
 
-        self.run = RunDir(cfg.run_dir)
         self.resume = resume
-        self.resume_from = self._checkpoint_to_resume() if resume else None
-        if not resume and self.run.latest_checkpoint() is not None:
-            raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
-                           f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
+        self._claim()
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
         self.last_save = time.perf_counter()
@@ -223,6 +236,13 @@ class Trainer:
     @property
     def precision(self) -> str:
         return self.place.precision
+
+    def _claim(self) -> None:
+        """Check the run directory can be used as asked; again in fit(), once it holds the run's lock."""
+        self.resume_from = self._checkpoint_to_resume() if self.resume else None
+        if not self.resume and self.run.latest_checkpoint() is not None:
+            raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
+                           f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
 
     def _checkpoint_to_resume(self) -> Path | None:
         saved = self.run.saved_config()
@@ -239,7 +259,10 @@ class Trainer:
     def fit(self) -> Summary:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t = self.cfg.train
-        with training_flags(self.device, t.deterministic, t.compile):
+        stopping = lambda: warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")  # noqa: E731
+        with training_flags(self.device, t.deterministic, t.compile), self.run.lock(), \
+                stop_on_sigint(stopping) as stop:
+            self._claim()
             self._start()
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
@@ -256,7 +279,7 @@ class Trainer:
                     self._write_samples(self.model.samples(batch, fakes))
                 if t.val_every and self.step % t.val_every == 0:
                     self._validate()
-                if self.step == self.total_steps:
+                if self.step == self.total_steps or stop.requested:
                     break
                 if self._checkpoint_due():
                     self.save()
@@ -264,6 +287,8 @@ class Trainer:
             checkpoint = self.save()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+        if stop.requested and self.step < self.total_steps:
+            raise TrainingInterrupted(self.step, checkpoint)
         seconds = time.perf_counter() - started
         images = (self.step - start_step) * t.batch_size
         return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
@@ -312,7 +337,7 @@ class Trainer:
     def _start(self) -> None:
         """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
         if self.resume_from is not None:
-            self._load(self.resume_from)
+            self._load_newest_good()
             self.run.cut_metrics(after_step=self.step)
         elif self.resume:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
@@ -349,10 +374,33 @@ class Trainer:
             warn(f"warning: could not rebuild the report: {err}")
         return path
 
+    def _load_newest_good(self) -> None:
+        """Load the newest checkpoint that loads, saying which ones were skipped and why."""
+        problems = []
+        for ckpt in checkpoints_newest_first(self.run.path):
+            try:
+                self._load(ckpt)
+            except CheckpointError as err:
+                problems.append(f"{ckpt.name}: {err}")
+                warn(f"warning: skipping checkpoint {ckpt.name}: {err}")
+                continue
+            if problems:
+                warn(f"note: resuming from {ckpt.name}, the newest checkpoint that loads")
+            return
+        raise RunError(f"no checkpoint of {self.run.path} can be loaded:\n  " + "\n  ".join(problems))
+
     def _load(self, ckpt: Path) -> None:
-        for name, net in self.model.networks().items():
-            net.load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
+        """Every file is read and checked before anything is applied (CheckpointError names a bad one)."""
+        weights = {name: load_weights(ckpt / f"{name}.safetensors") for name in self.model.networks()}
         state = load_state(ckpt)
+        for name, net in self.model.networks().items():
+            load_into(net, weights[name], ckpt / f"{name}.safetensors")
+        try:
+            self._apply_state(state)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+            raise CheckpointError(f"{ckpt / 'state.pt'} does not fit this run: {type(err).__name__}: {err}") from err
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
         self.batches.load_state_dict(state)
         self.best = state.get("best") or None
