@@ -100,6 +100,12 @@ def save_checkpoint(
     return final
 
 
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete the temp folders of checkpoint writes that a kill interrupted (call only while holding the run)."""
+    for tmp in (Path(run_dir) / CKPT_DIR).glob(".tmp_*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _prune(root: Path, keep_last: int, keep: str) -> None:
     done = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in done[: max(len(done) - keep_last, 0)]:

@@ -106,10 +106,10 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def cut_metrics(self, after_step: int) -> None:
-        """Drop log lines written after `after_step` (all of them for -1)."""
+        """Drop log lines written after `after_step` (all of them for -1), and a line torn by a kill."""
         if self.metrics_file.is_file():
-            lines = [ln for ln in self.metrics_file.read_text().splitlines()
-                     if ln.strip() and json.loads(ln)["step"] <= after_step]
+            lines = [ln for ln in self.metrics_file.read_text(errors="replace").splitlines()
+                     if _step(ln) is not None and _step(ln) <= after_step]
             atomic_write_bytes(self.metrics_file, "".join(ln + "\n" for ln in lines).encode())
 
     def write_samples(self, step: int, grid: np.ndarray) -> None:
@@ -117,3 +117,13 @@ class RunDir:
 
     def write_best(self, best: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "best.json", json.dumps(best).encode())
+
+
+def _step(line: str) -> int | None:
+    """The step of one metrics.jsonl line, or None for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None

@@ -31,6 +31,7 @@ from i2i.checkpoint import (
     load_into,
     load_state,
     load_weights,
+    remove_partial_checkpoints,
     save_checkpoint,
 )
 from i2i.config import RunConfig, TrainConfig
@@ -259,7 +260,9 @@ class Trainer:
     def fit(self) -> Summary:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t = self.cfg.train
-        stopping = lambda: warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")  # noqa: E731
+        def stopping() -> None:
+            warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")
+
         with training_flags(self.device, t.deterministic, t.compile), self.run.lock(), \
                 stop_on_sigint(stopping) as stop:
             self._claim()
@@ -336,6 +339,7 @@ class Trainer:
     # -- run directory and checkpoints --------------------------------------------------------------
     def _start(self) -> None:
         """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
+        remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
         if self.resume_from is not None:
             self._load_newest_good()
             self.run.cut_metrics(after_step=self.step)
