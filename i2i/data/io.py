@@ -10,6 +10,7 @@ import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -56,11 +57,16 @@ def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = Non
     path = Path(path)
     clipped: list[str] = []
     try:
-        kind = _not_regular(path)
-        if kind:
+        kind = _not_regular(os.stat(path).st_mode)  # a socket cannot even be opened: say what it is
+        if kind is None:
+            # O_NONBLOCK: a FIFO put there since the stat opens at once instead of waiting for a writer
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as f:
+                kind = _not_regular(os.fstat(f.fileno()).st_mode)
+                if kind is None:
+                    array = _decode(f, clipped)  # streamed: a huge or sparse file is never read whole first
+        if kind is not None:
             raise ImageReadError(f"cannot read image {path}: not a regular file ({kind})")
-        data = path.read_bytes()
-        array = _decode(data, clipped)
     except ImageReadError:
         raise
     except UnidentifiedImageError as err:
@@ -87,9 +93,8 @@ class MultiFrameError(ValueError):
     """An animated or multi-page image (refused: i2i translates single pictures)."""
 
 
-def _not_regular(path: Path) -> str | None:
-    """What `path` is when it is not a regular file (FIFO, socket, device, folder), without opening it."""
-    mode = os.stat(path).st_mode
+def _not_regular(mode: int) -> str | None:
+    """What a file of st_mode `mode` is when it is not a regular file (FIFO, socket, device, folder)."""
     if stat.S_ISREG(mode):
         return None
     kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
@@ -97,12 +102,19 @@ def _not_regular(path: Path) -> str | None:
     return next((name for test, name in kinds.items() if test(mode)), "a special file")
 
 
-def _decode(data: bytes, clipped: list[str]) -> np.ndarray:
+def _decode(f: BinaryIO, clipped: list[str]) -> np.ndarray:
+    head = f.read(32)
+    f.seek(0)
+
+    def everything() -> bytes:
+        f.seek(0)
+        return f.read()
+
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(f)
     except UnidentifiedImageError:
-        if data[:4] in (b"II*\0", b"MM\0*"):  # float RGB TIFFs: PIL cannot open them, OpenCV can
-            return _unit_float_to_uint16(_decode_unchanged(data), clipped)
+        if head[:4] in (b"II*\0", b"MM\0*"):  # float RGB TIFFs: PIL cannot open them, OpenCV can
+            return _unit_float_to_uint16(_decode_unchanged(everything()), clipped)
         raise
     with img:
         frames = getattr(img, "n_frames", 1)
@@ -110,9 +122,9 @@ def _decode(data: bytes, clipped: list[str]) -> np.ndarray:
             raise MultiFrameError(f"it holds {frames} frames (an animated or multi-page {img.format}); i2i "
                                   "translates single pictures: extract the frames first")
         img.load()
-        if img.mode in ("RGB", "RGBA") and _is_deep_color(data, img.format):
-            # PIL reduces 16-bit RGB(A) PNG/TIFF to 8 bits; OpenCV keeps all 16.
-            return _apply_orientation(_decode_unchanged(data), _orientation(img))
+        deep = _deep_color(head, everything, img.format) if img.mode in ("RGB", "RGBA") else None
+        if deep is not None:  # PIL reduces 16-bit RGB(A) PNG/TIFF to 8 bits; OpenCV keeps all 16
+            return _apply_orientation(deep, _orientation(img))
         if img.mode == "F":
             return _unit_float_to_uint16(np.asarray(_exif_transposed(img)), clipped)
         return pil_to_array(_exif_transposed(img))
@@ -131,13 +143,15 @@ def _unit_float_to_uint16(array: np.ndarray, clipped: list[str]) -> np.ndarray:
     return (np.clip(finite, 0.0, 1.0) * 65535).round().astype(np.uint16)
 
 
-def _is_deep_color(data: bytes, fmt: str | None) -> bool:
-    """True for 16-bit-per-channel colour PNG/TIFF (PNG: IHDR bit depth; TIFF: let OpenCV tell)."""
-    if fmt == "PNG":
-        return data[:8] == _PNG_SIGNATURE and len(data) > 24 and data[24] == 16
+def _deep_color(head: bytes, everything: Callable[[], bytes], fmt: str | None) -> np.ndarray | None:
+    """The pixels of a 16-bit-per-channel colour PNG/TIFF decoded by OpenCV, None for any other file
+    (PNG: the IHDR bit depth tells; TIFF: OpenCV's decoding does)."""
+    if fmt == "PNG" and head[:8] == _PNG_SIGNATURE and len(head) > 24 and head[24] == 16:
+        return _decode_unchanged(everything())
     if fmt == "TIFF":
-        return _decode_unchanged(data).dtype == np.uint16
-    return False
+        array = _decode_unchanged(everything())
+        return array if array.dtype == np.uint16 else None
+    return None
 
 
 def _orientation(img: Image.Image) -> int:
