@@ -280,10 +280,14 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
     for path, reason in scan.failed:
         fail(f"{path}: {reason}")
     jobs = []
+    planned: dict[Path, Path] = {}  # output -> the input it belongs to
     for f in scan.images:
         out = output_path(f, base, dst, fmt)
         home = out.parent.resolve()
-        if not home.is_relative_to(dst):
+        if out in planned:  # a.jpg and a.png with --format png: never let one output replace the other
+            fail(f"{f}: its output {out} is already the output of {planned[out]}; not written (--format same "
+                 "keeps each extension)")
+        elif not home.is_relative_to(dst):
             fail(f"{f}: its output folder {out.parent} leads outside the output folder (to {home}) through a "
                  "symbolic link; not written")
         elif out.exists() and not out.is_file():
@@ -291,8 +295,10 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         elif out.resolve() == f.resolve():
             fail(f"{f}: its output would replace the input itself; not written")
         elif out.exists() and not overwrite:
+            planned[out] = f
             summary.skipped += 1
         else:
+            planned[out] = f
             jobs.append((f, out))
     started = time.perf_counter()
     bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)

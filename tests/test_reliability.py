@@ -65,7 +65,10 @@ def tree_state(root: Path) -> dict[str, tuple]:
     state = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        digest = None
+        if stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read(1 << 26)).hexdigest()  # enough to see any change i2i could make
         link = os.readlink(path) if path.is_symlink() else None
         state[os.fsdecode(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_mode, st.st_size,
                                                       st.st_mtime_ns, digest, link)
@@ -441,8 +444,11 @@ def make_hostile_tree(root: Path, outside: Path) -> dict[str, list[str]]:
     (root / "sub" / "up").symlink_to("..")  # a folder loop
     first, *rest = frames()
     first.save(root / "anim.gif", save_all=True, append_images=rest)
+    (root / "device.png").symlink_to("/dev/zero")  # reading it would never end
+    with open(root / "sparse.jpg", "wb") as f:
+        f.truncate(20 * 2**30)  # 20 GiB of holes: reading it whole first would exhaust memory
     expected_failed = ["zero.png", "truncated.jpg", "truncated.png", "text.png", "bomb.png", "photo.png", "sock.jpg",
-                       "dangling.png", "self.png", "up", "anim.gif"]
+                       "dangling.png", "self.png", "up", "anim.gif", "device.png", "sparse.jpg"]
 
     (root / "README.txt").write_text("notes")
     (root / ".hidden.png").write_bytes(b"junk")
@@ -482,6 +488,7 @@ def test_a_hostile_tree_is_fully_accounted_for(run_dir: Path, tmp_path: Path) ->
     for name in expected["failed"] + expected["ignored"]:
         assert name in out, name
     assert "not a regular file (a FIFO)" in out and "dangling symbolic link" in out and "symbolic link loop" in out
+    assert "a character device" in out and "decompression bomb" in out
     assert "caf\\xe9 \\xff.png" not in out  # a good file is not listed
     written = sorted(os.fsdecode(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
     assert len(written) == len(expected["ok"]) and "x.jpg/inner.png" in written
@@ -554,3 +561,15 @@ def test_eval_of_two_folders_names_an_unreadable_file(tmp_path: Path) -> None:
     write_image(tmp_path / "targets" / "b.png", photo())
     result = cli("eval", "--outputs", tmp_path / "outputs", "--targets", tmp_path / "targets", "--no-fid")
     assert result.exit_code == 3 and "b.png" in result.output
+
+
+def test_two_inputs_never_share_one_output(translator: Translator, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    write_image(src / "a.jpg", photo(seed=1))
+    write_image(src / "a.png", photo(seed=2))
+    summary = translator.translate_dir(src, tmp_path / "out", fmt="png", progress=False)
+    assert summary.translated == 1 and len(summary.failed) == 1
+    assert "a.png: its output" in summary.failed[0] and "already the output of" in summary.failed[0]
+    again = translator.translate_dir(src, tmp_path / "out", fmt="png", progress=False)
+    assert again.skipped == 1 and len(again.failed) == 1  # not counted as "already done"
+    assert translator.translate_dir(src, tmp_path / "same", progress=False).translated == 2
