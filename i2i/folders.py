@@ -55,7 +55,7 @@ class DirSummary:
         rate = self.translated / self.seconds if self.seconds else 0.0
         text = f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)}"
         if self.ignored:
-            text += f", ignored {len(self.ignored)} (not images)"
+            text += f", ignored {len(self.ignored)} (not images or hidden)"
         return text + f" in {self.seconds:.1f} s ({rate:.2f} images/s)"
 
     def details(self, limit: int = 10) -> list[str]:
@@ -63,7 +63,7 @@ class DirSummary:
         lines = []
         if self.ignored:
             more = f" (and {len(self.ignored) - limit} more)" if len(self.ignored) > limit else ""
-            lines.append(f"ignored {len(self.ignored)} file(s) that are not images{more}:")
+            lines.append(f"ignored {len(self.ignored)} file(s) that are not images or are hidden{more}:")
             lines += [f"  {entry}" for entry in self.ignored[:limit]]
         if self.clipped:
             lines.append(f"float values clipped to [0, 1] in {len(self.clipped)} file(s), first: {self.clipped[0]}")
@@ -93,13 +93,15 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
     """
     scan = TreeScan()
     skip = _identity(exclude) if exclude is not None else None
-
-    def walk(folder: Path, ancestors: frozenset[tuple[int, int]]) -> None:
+    top = os.stat(root)
+    pending = [(root, frozenset({(top.st_dev, top.st_ino)}))]  # a stack, not recursion: any depth is fine
+    while pending:
+        folder, ancestors = pending.pop()
         try:
             names = sorted(os.listdir(folder))
         except OSError as err:
             scan.failed.append((folder, f"cannot list this folder: {err.strerror or err}"))
-            return
+            continue
         for name in names:
             path = folder / name
             if name.startswith("."):
@@ -115,7 +117,7 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
                 if key in ancestors:
                     scan.failed.append((path, f"symbolic link loop: leads back to {os.path.realpath(path)}"))
                 elif key != skip:
-                    walk(path, ancestors | {key})
+                    pending.append((path, ancestors | {key}))
             elif not is_image_file(path):
                 scan.ignored.append((path, "not an image (by its extension)"))
             elif stat.S_ISREG(st.st_mode):
@@ -123,9 +125,9 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
             else:
                 kind = next((k for test, k in _SPECIAL.items() if test(st.st_mode)), "a special file")
                 scan.failed.append((path, f"not a regular file ({kind}); not opened"))
-
-    top = os.stat(root)
-    walk(root, frozenset({(top.st_dev, top.st_ino)}))
+    scan.images.sort()
+    scan.failed.sort()
+    scan.ignored.sort()
     return scan
 
 

@@ -573,3 +573,15 @@ def test_two_inputs_never_share_one_output(translator: Translator, tmp_path: Pat
     again = translator.translate_dir(src, tmp_path / "out", fmt="png", progress=False)
     assert again.skipped == 1 and len(again.failed) == 1  # not counted as "already done"
     assert translator.translate_dir(src, tmp_path / "same", progress=False).translated == 2
+
+
+def test_any_depth_of_folders_is_walked_and_mirrored(translator: Translator, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for _ in range(1100):  # deeper than Python's recursion limit
+        folder = folder / "d"
+        folder.mkdir()
+    write_image(folder / "deep.png", photo())
+    summary = translator.translate_dir(tmp_path / "in", tmp_path / "out", progress=False)
+    assert summary.translated == 1 and summary.ok
+    assert (tmp_path / "out" / folder.relative_to(tmp_path / "in") / "deep.png").is_file()

@@ -266,13 +266,25 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
 
 
 def make_parent(path: Path) -> None:
-    """Create the folder that will hold `path`; a clear NotADirectoryError when a file is in the way."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as err:
-        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
-        raise NotADirectoryError(errno.ENOTDIR, f"cannot create the folder for {path}: {blocker} is a file, "
-                                 "not a folder") from err
+    """Create the folder that will hold `path` (at any depth: no recursion); a clear NotADirectoryError when
+    a file is in the way."""
+    missing = []
+    folder = path.parent
+    while not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            what = "a file" if folder.exists() else "a dangling symbolic link"
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot create the folder for {path}: {folder} is {what}, "
+                                     "not a folder")
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made meanwhile by another writer
+            if not folder.is_dir():
+                raise
 
 
 def temp_name(path: Path) -> Path:
