@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -187,3 +188,29 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(paired_root
     result = CliRunner().invoke(main, train_args(paired_root, runs, "cli", "--max-steps", "4", "--save-every", "2"))
     assert result.exit_code == 1 and "could not write checkpoint step_000004" in result.output
     assert "Traceback" not in result.output
+
+
+def test_stop_on_sigint_asks_first_then_stops_and_restores_the_handler() -> None:
+    from i2i.process import stop_on_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    notes = []
+    with pytest.raises(KeyboardInterrupt), stop_on_sigint(lambda: notes.append("asked")) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+        assert stop.requested and notes == ["asked"]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        raise AssertionError("the second SIGINT should have raised KeyboardInterrupt")
+    assert signal.getsignal(signal.SIGINT) is before
+
+    seen = []
+
+    def elsewhere() -> None:  # handlers belong to the main thread: nothing is installed from another one
+        with stop_on_sigint() as other:
+            seen.append((signal.getsignal(signal.SIGINT) is before, other.requested))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [(True, False)]
