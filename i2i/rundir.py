@@ -95,7 +95,13 @@ class RunDir:
         return latest_checkpoint(self.path)
 
     def saved_config(self) -> dict[str, Any] | None:
-        return json.loads(self.config_file.read_text()) if self.config_file.is_file() else None
+        if not self.config_file.is_file():
+            return None
+        try:
+            return json.loads(self.config_file.read_text(errors="replace"))
+        except ValueError as err:
+            raise ValueError(f"{self.config_file} is damaged ({err}); restore it, or start a new run under "
+                             "another --name") from None
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

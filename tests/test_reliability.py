@@ -585,3 +585,12 @@ def test_any_depth_of_folders_is_walked_and_mirrored(translator: Translator, tmp
     summary = translator.translate_dir(tmp_path / "in", tmp_path / "out", progress=False)
     assert summary.translated == 1 and summary.ok
     assert (tmp_path / "out" / folder.relative_to(tmp_path / "in") / "deep.png").is_file()
+
+
+def test_a_damaged_config_json_is_named(paired_root: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    run = two_checkpoints(paired_root, runs)
+    (run / "config.json").write_text('{"model": "pix2pix", ')
+    result = cli("train", "pix2pix", "--data", paired_root, "--runs-dir", runs, "--name", "r", *TINY,
+                 "--max-steps", "6", "--resume")
+    assert result.exit_code == 1 and "config.json is damaged" in result.output
