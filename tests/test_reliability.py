@@ -575,16 +575,32 @@ def test_two_inputs_never_share_one_output(translator: Translator, tmp_path: Pat
     assert translator.translate_dir(src, tmp_path / "same", progress=False).translated == 2
 
 
+def remove_chain(top: Path, depth: int) -> None:
+    """Remove top/d/d/.../d (`depth` levels) and their files without recursion (shutil.rmtree would recurse)."""
+    folders = [top.joinpath(*["d"] * n) for n in range(depth + 1)]
+    for folder in reversed(folders):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if not entry.is_dir():
+                    entry.unlink()
+            folder.rmdir()
+
+
 def test_any_depth_of_folders_is_walked_and_mirrored(translator: Translator, tmp_path: Path) -> None:
+    depth = 1100  # deeper than Python's recursion limit
     folder = tmp_path / "in"
     folder.mkdir()
-    for _ in range(1100):  # deeper than Python's recursion limit
+    for _ in range(depth):
         folder = folder / "d"
         folder.mkdir()
-    write_image(folder / "deep.png", photo())
-    summary = translator.translate_dir(tmp_path / "in", tmp_path / "out", progress=False)
-    assert summary.translated == 1 and summary.ok
-    assert (tmp_path / "out" / folder.relative_to(tmp_path / "in") / "deep.png").is_file()
+    try:
+        write_image(folder / "deep.png", photo())
+        summary = translator.translate_dir(tmp_path / "in", tmp_path / "out", progress=False)
+        assert summary.translated == 1 and summary.ok
+        assert (tmp_path / "out" / folder.relative_to(tmp_path / "in") / "deep.png").is_file()
+    finally:  # pytest's own clean-up of old temp folders recurses
+        remove_chain(tmp_path / "in", depth)
+        remove_chain(tmp_path / "out", depth)
 
 
 def test_a_damaged_config_json_is_named(paired_root: Path, tmp_path: Path) -> None:
