@@ -10,8 +10,10 @@ leaves the previous checkpoint whole. Nothing here unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pickle
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,12 +24,22 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from i2i.data.io import atomic_write_bytes
+from i2i.data.io import atomic_write_bytes, file_mode
 
 CKPT_DIR = "ckpt"
 LATEST = "latest"
 STATE_FILE = "state.pt"
 CONFIG_KEY = "i2i_config"
+STATE_KEYS = ("step", "optimizers", "schedulers", "scaler", "model", "rng")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used (missing, truncated, corrupt, foreign); the message names the file."""
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:200]
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -52,8 +64,6 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / (name or step_name(step))
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     metadata = {CONFIG_KEY: json.dumps(config)}
 
     def write_weights() -> None:
@@ -63,17 +73,37 @@ def save_checkpoint(
 
     # Weights and optimizer state (~700 MB for Pix2Pix) are written side by side: the time goes to the
     # kernel's page cache, which two threads fill faster (median 0.5 -> 0.3 s measured).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = [pool.submit(write_weights), pool.submit(torch.save, state, tmp / STATE_FILE)]
-        for done in writes:
-            done.result()
-    if final.exists():  # re-saving the same step (e.g. right after a resume): replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            writes = [pool.submit(write_weights), pool.submit(torch.save, state, tmp / STATE_FILE)]
+            for done in writes:
+                done.result()
+        for written in tmp.iterdir():
+            os.chmod(written, file_mode())  # safetensors creates 0600 files; a run is shared like any folder
+        if final.exists():  # re-saving the same step (e.g. right after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(Path(run_dir))
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "no earlier checkpoint exists"
+        code = err.errno if isinstance(err, OSError) and err.errno else errno.EIO
+        raise OSError(code, f"could not write checkpoint {final.name} in {root} ({_reason(err)}); {kept}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if name is None:
         atomic_write_bytes(Path(run_dir) / LATEST, final.name.encode())
         _prune(root, keep_last, keep=final.name)
     return final
+
+
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete the temp folders of checkpoint writes that a kill interrupted (call only while holding the run)."""
+    for tmp in (Path(run_dir) / CKPT_DIR).glob(".tmp_*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prune(root: Path, keep_last: int, keep: str) -> None:
@@ -95,24 +125,82 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints, the one `latest` names first, then the others by step, newest first."""
+    run_dir = Path(run_dir)
+    latest = latest_checkpoint(run_dir)
+    others = sorted((p for p in (run_dir / CKPT_DIR).glob("step_*") if (p / STATE_FILE).is_file()), reverse=True)
+    return ([latest] if latest else []) + [p for p in others if p != latest]
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
-    """The training state of a checkpoint (tensors and plain Python values only)."""
-    return torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
+    """The training state of a checkpoint (tensors and plain Python values only: nothing in it is run).
+
+    Raises CheckpointError naming the file when it is missing, corrupt, or holds anything else (a pickle
+    that would run code is refused, not executed).
+    """
+    path = Path(ckpt) / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path} is missing") from err
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" in str(err).lower():
+            raise CheckpointError(f"{path} is not a checkpoint i2i wrote: it holds objects other than tensors and "
+                                  "plain values, so it will not be loaded (nothing in it was run)") from err
+        raise CheckpointError(f"{path} is not a readable training state ({_reason(err)})") from err
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable training state ({_reason(err)}): truncated or "
+                              "corrupt") from err
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint i2i wrote (no {', '.join(missing)})")
+    return state
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    hint = " (for the reference implementation's .pth files use `i2i import`)" if path.suffix in (".pth", ".pt") else ""
+    return CheckpointError(f"{path} is not a readable i2i weights file: {_reason(err)}; it is truncated, corrupt or "
+                           f"not a safetensors file written by i2i{hint}")
 
 
 def read_metadata(path: Path) -> tuple[dict[str, Any], str]:
     """The run config stored in a weights file's metadata, and the name of the network it holds."""
     path = Path(path)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path} is missing") from err
+    except Exception as err:
+        raise _unreadable(path, err) from err
     if CONFIG_KEY not in metadata:
-        raise ValueError(f"{path} is not an i2i weights file (no {CONFIG_KEY} metadata)")
-    return json.loads(metadata[CONFIG_KEY]), metadata.get("network", path.stem)
+        raise CheckpointError(f"{path} is not an i2i weights file (no {CONFIG_KEY} metadata)")
+    try:
+        config = json.loads(metadata[CONFIG_KEY])
+    except ValueError as err:
+        raise CheckpointError(f"{path} has a damaged {CONFIG_KEY} metadata entry ({_reason(err)})") from err
+    return config, metadata.get("network", path.stem)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A weights file's tensors (safetensors: loading never runs code)."""
-    return load_file(str(path))
+    """A weights file's tensors (safetensors: loading never runs code); CheckpointError naming a bad file."""
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path} is missing") from err
+    except Exception as err:
+        raise _unreadable(path, err) from err
+
+
+def load_into(net: nn.Module, weights: dict[str, torch.Tensor], path: Path, **options: Any) -> None:
+    """`net.load_state_dict(weights)`, with a CheckpointError naming `path` when they do not fit."""
+    try:
+        net.load_state_dict(weights, **options)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"the weights in {path} do not fit the network its config describes: "
+                              f"{_reason(err)}") from err
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

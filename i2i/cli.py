@@ -2,6 +2,10 @@
 
 Every default comes from the config dataclasses (one source of truth); options are named like the fields
 they fill, so `pick()` builds a config from them.
+
+Exit statuses (the README's "Exit codes"): 0 everything done (inputs translated or already done), 1 an
+error that stopped the command, 2 a usage error (click), 3 some inputs could not be translated or scored
+(the rest were; with --strict the command stopped at the first), 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -45,6 +49,8 @@ from i2i.nets import (
     GeneratorConfig,
 )
 
+EXIT_INPUTS_FAILED = 3
+EXIT_INTERRUPTED = 130
 POSITIVE = click.IntRange(min=1)
 CHANNELS = click.IntRange(1, 3)
 C = TypeVar("C")
@@ -62,6 +68,17 @@ def owns_process() -> bool:
     (tests, notebooks): only then may a command tune the process (see i2i/process.py)."""
     ctx = click.get_current_context()
     return bool(ctx.find_root().obj and ctx.find_root().obj.get("owns_process"))
+
+
+def printable(text: object) -> str:
+    """`text` safe to print: bytes of non-UTF-8 file names as \\x escapes instead of an encoding error."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def stop(message: str, code: int) -> NoReturn:
+    """Print `message` to stderr and exit with `code`."""
+    click.echo(printable(message), err=True)
+    raise click.exceptions.Exit(code)
 
 
 def pick(cls: type[C], opts: dict[str, Any], **overrides: Any) -> C:
@@ -209,12 +226,18 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         click.echo(cfg.to_json())
         return
     from i2i.process import process_age
+    from i2i.trainer import TrainingInterrupted
 
     startup = process_age() if owns_process() else None
     try:
         summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"], startup_seconds=startup)
     except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
-        raise click.ClickException(str(err)) from err
+        raise click.ClickException(printable(err)) from err
+    except TrainingInterrupted as err:
+        stop(f"{err}; continue with the same command and --resume", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        stop("interrupted at once: the newest complete checkpoint is kept; continue with the same command and "
+             "--resume", EXIT_INTERRUPTED)
     click.echo(summary.line())
     click.echo(summary.time_line())
 
@@ -354,7 +377,8 @@ Examples:
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True,
               help="Replace outputs that already exist (default: skip them, so a killed run resumes).")
 @click.option("--strict/--no-strict", default=False, show_default=True,
-              help="Stop at the first unreadable image (default: report it and go on).")
+              help="Stop at the first image that cannot be translated (default: report it and go on; either way "
+                   "the exit status is 3 when one failed).")
 @click.option("--allow-output-inside-input", is_flag=True, help="Permit OUTPUT inside the INPUT folder.")
 @click.option("--keep-dropout/--no-keep-dropout", default=False, show_default=True,
               help="Keep dropout on (the paper's stochastic outputs).")
@@ -369,7 +393,8 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
     OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
-    OUTPUT has an extension, the output file itself.
+    OUTPUT has an extension, the output file itself. Exit status: 0 when every image was translated or
+    already done, 3 when some could not be (each is named), 1 on other errors, 130 on Ctrl-C.
     """
     from i2i.data.io import ImageReadError
     from i2i.inference import Translator
@@ -384,19 +409,27 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
             keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
             tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
         if input_path.is_file() and output.suffix:  # a single file to a file name
-            summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"])
+            summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
+                                                strict=opts["strict"])
         else:
             summary = translator.translate_dir(
                 input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
                 batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
                 progress=opts["progress"])
-    except (ImageReadError, ValueError, FileNotFoundError, RuntimeError) as err:
-        raise click.ClickException(str(err)) from err
+    except ImageReadError as err:  # --strict: the first input that could not be translated
+        stop(f"Error: {err} (stopped there: --strict)", EXIT_INPUTS_FAILED)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise click.ClickException(printable(err)) from err
+    except KeyboardInterrupt:
+        stop("interrupted: every output written so far is complete; run the same command again to continue",
+             EXIT_INTERRUPTED)
     click.echo(summary.line())
+    for line in summary.details():
+        click.echo(printable(line))
+    if summary.failed:
+        stop(f"Error: {len(summary.failed)} input(s) could not be translated (named above)", EXIT_INPUTS_FAILED)
     if summary.translated == 0 and summary.skipped == 0:
-        raise click.ClickException("nothing could be translated")
-    if summary.failed and opts["strict"]:
-        raise click.ClickException(f"{len(summary.failed)} image(s) failed")
+        raise click.ClickException(f"nothing to translate: no images in {printable(input_path)}")
 
 
 @main.command("export", epilog="""\b
@@ -417,8 +450,8 @@ def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None,
 
     try:
         path = export(checkpoint, out, fmt=fmt, direction=direction, ema=ema)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from err
+    except (ValueError, RuntimeError, OSError) as err:
+        raise click.ClickException(printable(err)) from err
     click.echo(f"wrote {path}")
 
 
@@ -450,9 +483,14 @@ Examples:
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
 def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> None:
-    """Score a trained run on a held-out split, or two folders against each other (PSNR, SSIM, FID, KID)."""
+    """Score a trained run on a held-out split, or two folders against each other (PSNR, SSIM, FID, KID).
+
+    Exit status: 0 when every image was scored, 3 when some could not be read or translated (each is named;
+    the scores leave them out), 1 on other errors, 130 on Ctrl-C.
+    """
     import json
 
+    from i2i.data.io import ImageReadError
     from i2i.evaluate import evaluate_run, format_table, score_folders
     from i2i.metrics import json_safe
 
@@ -473,8 +511,12 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
             result = evaluate_run(checkpoint, data_root, split=opts["split"], direction=opts["direction"],
                                   work_dir=opts["work_dir"], fid=opts["fid"], baseline=opts["baseline"],
                                   device=opts["device"], precision=opts["precision"], ema=opts["ema"])
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        raise click.ClickException(str(err)) from err
+    except ImageReadError as err:  # a file the scores need cannot be read
+        stop(f"Error: {err}", EXIT_INPUTS_FAILED)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise click.ClickException(printable(err)) from err
+    except KeyboardInterrupt:
+        stop("interrupted", EXIT_INTERRUPTED)
     click.echo(format_table(result))
     json_out = opts["json_out"]
     if json_out is None and checkpoint is not None and checkpoint.is_dir() and (checkpoint / "config.json").exists():
@@ -482,6 +524,11 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))
         click.echo(f"scores written to {json_out}")
+    if result.get("failed"):
+        for message in result["failed"]:
+            click.echo(f"error: {printable(message)}", err=True)
+        stop(f"Error: {len(result['failed'])} input(s) could not be translated; the scores leave them out",
+             EXIT_INPUTS_FAILED)
 
 
 @main.command("report")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from i2i.data.io import list_images, write_image
+from i2i.data.io import ImageReadError, list_images, write_image
 from i2i.data.layout import resolve_split
 from i2i.inference import Translator
 from i2i.metrics import (
@@ -51,7 +51,8 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
     (FID/KID against the split's targets); unpaired runs (CycleGAN) by FID/KID of the outputs against
     the split's real target-domain images. With `baseline`, the inputs themselves are scored the same
     way ("identity": the translation that does nothing). Outputs land in `work_dir` (a temp folder
-    by default). Returns {"model": scores, "identity": scores, "split", "direction", "n"}.
+    by default). Returns {"model": scores, "identity": scores, "split", "direction", "n", "failed"}:
+    inputs that could not be read or translated are left out of the scores and listed in "failed".
     """
     translator = Translator.from_pretrained(checkpoint, direction=direction, device=device, precision=precision,
                                             ema=ema)
@@ -64,12 +65,13 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
         if unpaired:
             source, real = ("A", "B") if translator.direction == "AtoB" else ("B", "A")
             inputs, targets = root / f"{split}{source}", root / f"{split}{real}"
-            translator.translate_dir(inputs, outputs, fmt="png", overwrite=True, batch_size=batch_size,
-                                     progress=False)
+            summary = translator.translate_dir(inputs, outputs, fmt="png", overwrite=True, batch_size=batch_size,
+                                               progress=False)
+            failed = summary.failed
         else:
-            _write_paired_split(translator, root, split, inputs, outputs, targets, batch_size)
+            failed = _write_paired_split(translator, root, split, inputs, outputs, targets, batch_size)
         result: dict[str, Any] = {"split": split, "direction": translator.direction,
-                                  "n": len(list_images(outputs, recursive=True))}
+                                  "n": len(list_images(outputs, recursive=True)), "failed": failed}
         result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid)
         if baseline:
             result["identity"] = score_folders(inputs, targets, paired=not unpaired, fid=fid)
@@ -77,16 +79,23 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
 
 
 def _write_paired_split(translator: Translator, root: Path, split: str, inputs: Path, outputs: Path, targets: Path,
-                        batch_size: int) -> None:
-    """Inputs, targets and translations of a paired split as same-named PNGs (full size, no cropping)."""
+                        batch_size: int) -> list[str]:
+    """Inputs, targets and translations of a paired split as same-named PNGs (full size, no cropping); returns
+    the items that could not be read, which are left out."""
     from i2i.data.paired import PairedDataset
 
     dataset = PairedDataset(root, split=split, layout=translator.cfg.data.layout,
                             direction=translator.data_spec.direction)
 
+    failed: list[str] = []
+
     def sources() -> Iterator[tuple[np.ndarray, str]]:
         for index in range(len(dataset)):
-            source, target = dataset.source_target(index)
+            try:
+                source, target = dataset.source_target(index)
+            except ImageReadError as err:
+                failed.append(str(err))
+                continue
             name = f"{dataset.name(index)}.png"
             write_image(inputs / name, source)
             write_image(targets / name, target)
@@ -94,6 +103,7 @@ def _write_paired_split(translator: Translator, root: Path, split: str, inputs: 
 
     for out, name in translator.translate_stream(sources(), batch_size=batch_size):
         write_image(outputs / name, out)
+    return failed
 
 
 def format_table(result: dict[str, Any]) -> str:

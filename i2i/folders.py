@@ -3,7 +3,11 @@ threads beside the model, and summarise. The translation itself is a callable (t
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,25 +20,131 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from i2i.config import FORMATS
-from i2i.data.io import ImageReadError, convert_depth, list_images, read_image, write_image
+from i2i.data.io import ImageReadError, convert_depth, is_image_file, read_image, write_image
 
 # (array, tag) pairs in -> (translated array, tag) pairs out, in order (Translator.translate_stream)
 Translate = Callable[[Iterable[tuple[np.ndarray, Any]]], Iterator[tuple[np.ndarray, Any]]]
 
 
+class TranslateError(ImageReadError):
+    """An input could not be translated (raised at the first one with `strict`); the message names it."""
+
+
+def shown(text: str | os.PathLike) -> str:
+    """`text` safe to print: bytes of non-UTF-8 file names (kept by Python as surrogates) as \\x escapes."""
+    return os.fspath(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class DirSummary:
-    """Counts of one `translate_tree` run."""
+    """What one translation did with every file it was given."""
 
     translated: int = 0
-    skipped: int = 0  # output already there (resumed run) or identical to the input path
-    failed: list[str] = field(default_factory=list)  # "path: reason"
+    skipped: int = 0  # output already there: a resumed run (never counted for an input that failed)
+    failed: list[str] = field(default_factory=list)  # one message per input not translated, naming it
+    ignored: list[str] = field(default_factory=list)  # "path: reason" of files left alone (not images, hidden)
+    clipped: list[str] = field(default_factory=list)  # inputs whose float values were clipped to [0, 1]
     seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every image was translated or already done (what exit status 0 means)."""
+        return not self.failed
 
     def line(self) -> str:
         rate = self.translated / self.seconds if self.seconds else 0.0
-        return (f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)} "
-                f"in {self.seconds:.1f} s ({rate:.2f} images/s)")
+        text = f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)}"
+        if self.ignored:
+            text += f", ignored {len(self.ignored)} (not images or hidden)"
+        return text + f" in {self.seconds:.1f} s ({rate:.2f} images/s)"
+
+    def details(self, limit: int = 10) -> list[str]:
+        """Lines naming what the counts hide: the files left alone and the float images that were clipped."""
+        lines = []
+        if self.ignored:
+            more = f" (and {len(self.ignored) - limit} more)" if len(self.ignored) > limit else ""
+            lines.append(f"ignored {len(self.ignored)} file(s) that are not images or are hidden{more}:")
+            lines += [f"  {entry}" for entry in self.ignored[:limit]]
+        if self.clipped:
+            lines.append(f"float values clipped to [0, 1] in {len(self.clipped)} file(s), first: {self.clipped[0]}")
+        return lines
+
+
+@dataclass
+class TreeScan:
+    """Every entry under a folder, sorted into images to translate, inputs that fail, and files left alone."""
+
+    images: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
+
+
+_SPECIAL = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+            stat.S_ISBLK: "a block device"}
+
+
+def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
+    """Walk `root` (following symbolic links to folders, never in a loop) and account for every entry.
+
+    Images (by extension) are listed; dangling symbolic links, link loops, unreadable folders and special
+    files named like images (a FIFO would block a reader forever) fail with a reason; other files and
+    hidden entries are ignored with a reason. Nothing is opened: entries are only stat()ed.
+    `exclude` (the output folder, when it lies inside `root`) is skipped.
+    """
+    scan = TreeScan()
+    skip = _identity(exclude) if exclude is not None else None
+    top = os.stat(root)
+    pending = [(root, frozenset({(top.st_dev, top.st_ino)}))]  # a stack, not recursion: any depth is fine
+    while pending:
+        folder, ancestors = pending.pop()
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as err:
+            scan.failed.append((folder, f"cannot list this folder: {err.strerror or err}"))
+            continue
+        for name in names:
+            path = folder / name
+            if name.startswith("."):
+                scan.ignored.append((path, "hidden"))
+                continue
+            try:
+                st = os.stat(path)
+            except OSError as err:
+                scan.failed.append((path, _stat_problem(path, err)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    scan.failed.append((path, f"symbolic link loop: leads back to {os.path.realpath(path)}"))
+                elif key != skip:
+                    pending.append((path, ancestors | {key}))
+            elif not is_image_file(path):
+                scan.ignored.append((path, "not an image (by its extension)"))
+            elif stat.S_ISREG(st.st_mode):
+                scan.images.append(path)
+            else:
+                kind = next((k for test, k in _SPECIAL.items() if test(st.st_mode)), "a special file")
+                scan.failed.append((path, f"not a regular file ({kind}); not opened"))
+    scan.images.sort()
+    scan.failed.sort()
+    scan.ignored.sort()
+    return scan
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stat_problem(path: Path, err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if err.errno == errno.ENOENT and path.is_symlink():
+        return f"dangling symbolic link (points to {os.readlink(path)}, which does not exist)"
+    return f"cannot read: {err.strerror or err}"
 
 
 def output_path(source: Path, base: Path, dst: Path, fmt: str) -> Path:
@@ -52,18 +162,74 @@ def write_output(path: Path, array: np.ndarray) -> None:
     write_image(path, array)
 
 
-def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False) -> DirSummary:
-    """Translate one image file into the file `dst` (its extension picks the format)."""
+def file_in_the_way(path: Path) -> Path | None:
+    """The existing file (not folder) among `path`'s parents that would stop it from being created, if any."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+class _Failures:
+    """Collects failed inputs into a summary: reported as they happen, raised at the first with `strict`."""
+
+    def __init__(self, summary: DirSummary, strict: bool) -> None:
+        self.summary, self.strict = summary, strict
+
+    def __call__(self, message: str) -> None:
+        message = shown(message)
+        self.summary.failed.append(message)
+        tqdm.write(f"error: {message}", file=sys.stderr)
+        if self.strict:
+            raise TranslateError(message)
+
+
+def _clip_warner(summary: DirSummary) -> Callable[[str], None]:
+    """Note each input whose float values were clipped; print a warning for the first one only."""
+    lock = threading.Lock()
+
+    def warn(message: str) -> None:
+        with lock:
+            summary.clipped.append(shown(message))
+            first = len(summary.clipped) == 1
+        if first:
+            tqdm.write(f"warning: {shown(message)} (warned once; the summary counts the others)", file=sys.stderr)
+
+    return warn
+
+
+def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False,
+                   strict: bool = False) -> DirSummary:
+    """Translate one image file into the file `dst` (its extension picks the format).
+
+    An input that cannot be read, or an output that cannot be written, is counted in `failed` (raised as
+    TranslateError with `strict`); a `dst` that could never be written (the input itself, below a file,
+    a folder) raises ValueError before anything is translated.
+    """
     src, dst = Path(src), Path(dst)
     summary, started = DirSummary(), time.perf_counter()
     if dst.resolve() == src.resolve():
         raise ValueError(f"refusing to overwrite the input {src}")
+    blocker = file_in_the_way(dst)
+    if blocker is not None:
+        raise ValueError(f"cannot write {dst}: {blocker} is a file, not a folder")
+    if dst.exists() and not dst.is_file():
+        raise ValueError(f"cannot write {dst}: it exists and is not a file")
+    fail = _Failures(summary, strict)
     if dst.exists() and not overwrite:
         summary.skipped = 1
     else:
-        for out, _ in translate([(read_image(src), None)]):
-            write_output(dst, out)
-        summary.translated = 1
+        try:
+            array = read_image(src, warn=_clip_warner(summary))
+        except ImageReadError as err:
+            fail(str(err))
+        else:
+            for out, _ in translate([(array, None)]):
+                try:
+                    write_output(dst, out)
+                    summary.translated = 1
+                except (OSError, ValueError) as err:
+                    fail(f"cannot write {dst}: {err}")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -73,44 +239,81 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
                    io_threads: int = 2, read_ahead: int = 8, progress: bool = True) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
-    Existing outputs are skipped unless `overwrite` (so a killed run resumes), every output is
-    written atomically, inputs are never overwritten, and `dst` inside `src` is refused unless
-    `allow_inside_input`. Unreadable files are reported and skipped (or raise with `strict`).
+    Every file is accounted for: translated, skipped (its output exists: a killed run resumes; `overwrite`
+    redoes it), failed with a reason (unreadable, not a regular file, a dangling or looping link, an output
+    that cannot be written; `strict` raises TranslateError at the first), or ignored (not an image, hidden).
+    Outputs are written atomically and only under `dst`; inputs are never modified. `dst` inside `src` is
+    refused unless `allow_inside_input`, and `dst` equal to `src` always.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    src, dst = Path(src).resolve(), Path(dst).resolve()
+    given = Path(src)
+    src, dst = given.resolve(), Path(dst).resolve()
     if not src.exists():
-        raise FileNotFoundError(f"input {src} does not exist")
-    if src.is_dir() and dst.is_relative_to(src) and not allow_inside_input:
-        raise ValueError(f"output {dst} is inside the input folder {src}; choose another output folder "
-                         "(or allow it: allow_inside_input=True, --allow-output-inside-input)")
-    files = [src] if src.is_file() else [p for p in list_images(src, recursive=True) if not p.is_relative_to(dst)]
-    base = src.parent if src.is_file() else src
+        raise FileNotFoundError(f"input {given} does not exist" + (" (a dangling symbolic link)"
+                                                                     if given.is_symlink() else ""))
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"output {dst} is a file; OUTPUT must be a folder (or, for one input file, an output "
+                         "file name with an extension)")
+    blocker = file_in_the_way(dst)
+    if blocker is not None:
+        raise ValueError(f"cannot create the output folder {dst}: {blocker} is a file, not a folder")
     summary = DirSummary()
+    fail = _Failures(summary, strict)
+    if src.is_dir():
+        if dst == src:
+            raise ValueError(f"the output folder is the input folder {src}: the outputs would replace the "
+                             "inputs; choose another output folder")
+        if dst.is_relative_to(src) and not allow_inside_input:
+            raise ValueError(f"output {dst} is inside the input folder {src}; choose another output folder "
+                             "(or allow it: allow_inside_input=True, --allow-output-inside-input)")
+        scan, base = scan_tree(src, exclude=dst), src
+    else:
+        scan, base = TreeScan(), src.parent
+        if output_path(src, base, dst, fmt) == src:
+            raise ValueError(f"the output for {src} would be the input itself (OUTPUT is its folder); choose "
+                             "another output folder or an output file name")
+        kind = next((k for test, k in _SPECIAL.items() if test(src.stat().st_mode)), None)
+        if kind:
+            scan.failed.append((src, f"not a regular file ({kind}); not opened"))
+        else:
+            scan.images.append(src)
+    summary.ignored = [f"{shown(path)}: {reason}" for path, reason in scan.ignored]
+    for path, reason in scan.failed:
+        fail(f"{path}: {reason}")
     jobs = []
-    for f in files:
+    planned: dict[Path, Path] = {}  # output -> the input it belongs to
+    for f in scan.images:
         out = output_path(f, base, dst, fmt)
-        if out.resolve() == f.resolve() or (out.exists() and not overwrite):
+        home = out.parent.resolve()
+        if out in planned:  # a.jpg and a.png with --format png: never let one output replace the other
+            fail(f"{f}: its output {out} is already the output of {planned[out]}; not written (--format same "
+                 "keeps each extension)")
+        elif not home.is_relative_to(dst):
+            fail(f"{f}: its output folder {out.parent} leads outside the output folder (to {home}) through a "
+                 "symbolic link; not written")
+        elif out.exists() and not out.is_file():
+            fail(f"{f}: cannot write {out}: it exists and is not a file")
+        elif out.resolve() == f.resolve():
+            fail(f"{f}: its output would replace the input itself; not written")
+        elif out.exists() and not overwrite:
+            planned[out] = f
             summary.skipped += 1
         else:
+            planned[out] = f
             jobs.append((f, out))
     started = time.perf_counter()
     bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
-
-    def fail(path: Path, reason: str) -> None:
-        summary.failed.append(f"{path}: {reason}")
-        tqdm.write(f"error: {reason}", file=sys.stderr)
-        if strict:
-            raise ImageReadError(reason)
+    clip_warn = _clip_warner(summary)
 
     with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
         def decoded() -> Iterator[tuple[np.ndarray, Path]]:
-            for (source, out_path), future in prefetch(pool, lambda job: read_image(job[0]), jobs, read_ahead):
+            read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
+            for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
                 try:
                     yield future.result(), out_path
                 except ImageReadError as err:
-                    fail(source, str(err))
+                    fail(str(err))
                     bar.update(1)
 
         writes: list[tuple[Path, Future]] = []
@@ -123,7 +326,7 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
                 future.result()
                 summary.translated += 1
             except (OSError, ValueError) as err:
-                fail(path, f"cannot write {path}: {err}")
+                fail(f"cannot write {path}: {err}")
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary

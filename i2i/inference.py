@@ -15,9 +15,10 @@ from PIL import Image
 from torch import nn
 
 from i2i import folders
-from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
+from i2i.checkpoint import CheckpointError, load_into, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import SIZE_MODES, RunConfig
 from i2i.data import DataSpec
+from i2i.data.checks import check_array, check_tensor
 from i2i.data.io import convert_depth, pil_to_array, read_image, to_float
 from i2i.data.tensors import to_image, to_tensor
 from i2i.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
@@ -52,7 +53,10 @@ def _load(path: str | Path, direction: str | None, ema: bool = True,
         raise FileNotFoundError(f"no weights files in {resolved}")
     config, network = read_metadata(files[0])
     network = network.removesuffix(EMA_SUFFIX)  # a single G_ema.safetensors holds G's averaged weights
-    cfg = run_config_from_dict(config)
+    try:
+        cfg = run_config_from_dict(config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{files[0]} holds a run config this version of i2i cannot read ({err})") from err
     with torch.device("meta"):  # no memory and no random init: the weights are loaded below
         model = MODELS[cfg.model](cfg.model_config)
     available = model.generators()  # direction -> network name
@@ -72,11 +76,11 @@ def _load(path: str | Path, direction: str | None, ema: bool = True,
         raise ValueError(f"{path} translates {', '.join(available)} only, not {direction}")
     name = available[direction]
     net = model.networks()[name]
-    weights = resolved
+    weights_file = resolved
     if resolved.is_dir():
         averaged = resolved / f"{name}{EMA_SUFFIX}.safetensors"
-        weights = averaged if ema and averaged.is_file() else resolved / f"{name}.safetensors"
-    net.load_state_dict(load_weights(weights), assign=True)
+        weights_file = averaged if ema and averaged.is_file() else resolved / f"{name}.safetensors"
+    load_into(net, load_weights(weights_file), weights_file, assign=True)
     return net, model.generator_config(name), cfg, direction, model.data_spec()
 
 
@@ -114,6 +118,7 @@ class ImageMeta:
     dtype: np.dtype
     channels: int
     alpha: np.ndarray | None
+    value_range: tuple[float, float] | None = None  # float arrays: the range their values are in
 
 
 class Translator:
@@ -204,18 +209,24 @@ class Translator:
         return (out / weight.clamp_min(1e-8))[..., :h, :w]
 
     # -- arrays ----------------------------------------------------------------------------------
-    def prepare(self, array: np.ndarray) -> tuple[torch.Tensor, ImageMeta]:
-        """HxW[xC] uint8/uint16/float array -> 1xCxHxW input tensor, and what restores the format."""
+    def prepare(self, array: np.ndarray, value_range: tuple[float, float] | None = None,
+                ) -> tuple[torch.Tensor, ImageMeta]:
+        """HxW[xC] uint8/uint16/float array -> 1xCxHxW input tensor, and what restores the format.
+
+        Float arrays hold values in `value_range` ([0, 1] by default); anything else raises (see i2i.data.checks).
+        """
+        bounds = check_array(array, value_range)
         if array.ndim == 2:
             array = array[:, :, None]
         channels = array.shape[2]
         alpha = array[:, :, -1:] if channels in (2, 4) else None
-        if array.dtype.kind == "f":
-            x = np.clip(array.astype(np.float32), 0, 1)
+        if bounds is not None:
+            lo, hi = bounds
+            x = np.clip((array.astype(np.float32) - lo) / (hi - lo), 0, 1)
             x = to_float((x * 65535).round().astype(np.uint16), self.in_channels)
         else:
             x = to_float(array, self.in_channels)
-        return to_tensor(x)[None], ImageMeta(array.dtype, channels, alpha)
+        return to_tensor(x)[None], ImageMeta(array.dtype, channels, alpha, bounds)
 
     def finish(self, out: torch.Tensor, meta: ImageMeta) -> np.ndarray:
         """CxHxW output in [-1, 1] -> array with the input's dtype and, where the model keeps channels, its
@@ -227,7 +238,9 @@ class Translator:
             elif not gray and out.shape[0] == 1:
                 out = out.expand(3, -1, -1)
         if meta.dtype.kind == "f":
-            result = ((out.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy().astype(meta.dtype)
+            lo, hi = meta.value_range or (0.0, 1.0)
+            unit = ((out.clamp(-1, 1).double() + 1) / 2).permute(1, 2, 0).numpy()
+            result = (unit * (hi - lo) + lo).astype(meta.dtype)
         else:
             result = to_image(out, np.uint16 if meta.dtype == np.uint16 else np.uint8)
         if meta.alpha is not None and self.in_channels == self.out_channels:
@@ -238,12 +251,12 @@ class Translator:
         return result
 
     def translate_stream(self, items: Iterable[tuple[np.ndarray, T]], batch_size: int | None = None,
-                         ) -> Iterator[tuple[np.ndarray, T]]:
+                         value_range: tuple[float, float] | None = None) -> Iterator[tuple[np.ndarray, T]]:
         """Translate (array, tag) pairs lazily and in order, yielding (output, tag).
 
         Same-size neighbours are batched (outputs do not depend on it); images that are tiled go alone.
         """
-        prepared = ((*self.prepare(array), tag) for array, tag in items)
+        prepared = ((*self.prepare(array, value_range), tag) for array, tag in items)
         alone = lambda item: self.needs_tiling(*item[0].shape[-2:])  # noqa: E731
         size = batch_size or self.batch_size
         for group in batched(prepared, key=lambda item: item[0].shape, size=size, alone=alone):
@@ -251,24 +264,32 @@ class Translator:
             for out, (_, meta, tag) in zip(outs, group, strict=True):
                 yield self.finish(out, meta), tag
 
-    def translate_arrays(self, arrays: list[np.ndarray], batch_size: int | None = None) -> list[np.ndarray]:
+    def translate_arrays(self, arrays: list[np.ndarray], batch_size: int | None = None,
+                         value_range: tuple[float, float] | None = None) -> list[np.ndarray]:
         """Translate arrays; same-size neighbours are batched together (outputs do not depend on it)."""
-        return [out for out, _ in self.translate_stream(((a, None) for a in arrays), batch_size)]
+        for array in arrays:  # every array is checked before any is translated
+            check_array(array, value_range)
+        return [out for out, _ in self.translate_stream(((a, None) for a in arrays), batch_size, value_range)]
 
-    def __call__(self, x: Any, tensor_range: tuple[float, float] = (-1.0, 1.0)) -> Any:
+    def __call__(self, x: Any, tensor_range: tuple[float, float] = (-1.0, 1.0),
+                 value_range: tuple[float, float] | None = None) -> Any:
         """Translate one image or a list of them, returning the same kind.
 
-        Accepts a file path (-> numpy array), a PIL image (-> PIL image), a numpy array HxW[xC] of
-        uint8, uint16 or float in [0, 1] (-> the same dtype), or a torch tensor CxHxW or NxCxHxW with
-        values in `tensor_range` ([-1, 1] by default; pass (0, 1) for [0, 1] tensors) (-> a tensor in
-        the same range, on the input's device).
+        Accepts a file path (-> numpy array), a PIL image (-> PIL image), a numpy array (-> the same dtype
+        and shape) HxW or HxWxC (C = 1, 2, 3 or 4: gray, gray + alpha, RGB, RGBA) of uint8, uint16 or float
+        with values in [0, 1] (or in `value_range`, e.g. (0, 255), given back in the same range), or a
+        floating-point torch tensor CxHxW or NxCxHxW with values in `tensor_range` ([-1, 1] by default; pass
+        (0, 1) for [0, 1] tensors) (-> a tensor in the same range, dtype and device). Anything else, values
+        outside the range, and NaN or infinity raise TypeError/ValueError saying what was given and what
+        is accepted (see i2i.data.checks).
         """
         if isinstance(x, list):
             if x and all(isinstance(i, np.ndarray | str | Path) for i in x):
-                return self.translate_arrays([read_image(i) if isinstance(i, str | Path) else i for i in x])
-            return [self(i, tensor_range) for i in x]
+                arrays = [read_image(i) if isinstance(i, str | Path) else i for i in x]
+                return self.translate_arrays(arrays, value_range=value_range)
+            return [self(i, tensor_range, value_range) for i in x]
         if isinstance(x, torch.Tensor):
-            lo, hi = tensor_range
+            lo, hi = check_tensor(x, self.in_channels, tensor_range)
             batched = x if x.ndim == 4 else x[None]
             out = self.translate_tensor((batched.float() - lo) / (hi - lo) * 2 - 1)
             out = ((out + 1) / 2 * (hi - lo) + lo).to(x.device, x.dtype)
@@ -279,13 +300,14 @@ class Translator:
         if isinstance(x, str | Path):
             x = read_image(x)
         if isinstance(x, np.ndarray):
-            out = self.translate_arrays([x])[0]
+            out = self.translate_arrays([x], value_range=value_range)[0]
             return out[:, :, 0] if x.ndim == 2 else out
         raise TypeError(f"cannot translate a {type(x).__name__}: pass a path, PIL image, numpy array or tensor")
 
-    def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False) -> DirSummary:
-        """Translate one image file into the file `dst` (its extension picks the format)."""
-        return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite)
+    def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False,
+                       strict: bool = False) -> DirSummary:
+        """Translate one image file into the file `dst` (its extension picks the format; see i2i.folders)."""
+        return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite, strict=strict)
 
     def translate_dir(self, src: str | Path, dst: str | Path, *, fmt: str = "same", overwrite: bool = False,
                       strict: bool = False, batch_size: int | None = None, allow_inside_input: bool = False,

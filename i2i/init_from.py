@@ -180,6 +180,8 @@ def options_from_source(model: str, opts: dict[str, Any], typed: set[str], run_d
         implied = model_options(saved_cfg) if saved_cfg.model == model and model in MODEL_OPTIONS else {}
     else:
         implied = {}
+    if "norm" in typed:  # an untyped --d-norm follows a typed --norm, as it does without a source
+        implied.pop("d_norm", None)
     return opts | {k: v for k, v in implied.items() if k not in typed and k in opts}
 
 

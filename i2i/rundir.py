@@ -6,6 +6,8 @@
     RUN/best.json         which checkpoint ckpt/best holds
     RUN/timings.json      where the last training process's wall time went, by phase
     RUN/ckpt/, RUN/latest checkpoints (i2i/checkpoint.py)
+    RUN/.lock             held (flock) by the process training in the run, which it names; the kernel
+                          releases it when that process ends, however it ends
 
 Every file is replaced atomically except metrics.jsonl, which is appended to and, on resume, cut back
 to the checkpoint's step (the killed run's last lines are dropped).
@@ -14,13 +16,25 @@ to the checkpoint's step (the killed run's last lines are dropped).
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
 from i2i.checkpoint import latest_checkpoint
 from i2i.data.io import atomic_write_bytes, write_image
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training in this run directory now."""
 
 
 class RunDir:
@@ -30,12 +44,65 @@ class RunDir:
         self.path = Path(path)
         self.config_file = self.path / "config.json"
         self.metrics_file = self.path / "metrics.jsonl"
+        self.lock_file = self.path / ".lock"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock for the block, or raise RunBusyError at once naming the process that holds it.
+
+        An OS file lock (flock) on RUN/.lock: it belongs to the open file, so the kernel drops it when the
+        process ends, even by kill -9, and a stale lock cannot exist. The file stays (it names the last holder).
+        """
+        if fcntl is None:
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._busy() from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def check_unlocked(self) -> None:
+        """Raise RunBusyError when another process holds the run's lock now (writes nothing)."""
+        if fcntl is None:
+            return
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # no lock file (a new run), or none we can open: lock() will tell
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._busy() from None
+        finally:
+            os.close(fd)
+
+    def _busy(self) -> RunBusyError:
+        try:
+            holder = f"process {int(self.lock_file.read_text().split()[0])}"
+        except (OSError, ValueError, IndexError):
+            holder = "another process"
+        return RunBusyError(f"{self.path} is in use: {holder} is training in it now. Wait for it to finish (or "
+                            "stop it), or train under another --name")
 
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.path)
 
     def saved_config(self) -> dict[str, Any] | None:
-        return json.loads(self.config_file.read_text()) if self.config_file.is_file() else None
+        if not self.config_file.is_file():
+            return None
+        try:
+            return json.loads(self.config_file.read_text(errors="replace"))
+        except ValueError as err:
+            raise ValueError(f"{self.config_file} is damaged ({err}); restore it, or start a new run under "
+                             "another --name") from None
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -46,10 +113,10 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def cut_metrics(self, after_step: int) -> None:
-        """Drop log lines written after `after_step` (all of them for -1)."""
+        """Drop log lines written after `after_step` (all of them for -1), and a line torn by a kill."""
         if self.metrics_file.is_file():
-            lines = [ln for ln in self.metrics_file.read_text().splitlines()
-                     if ln.strip() and json.loads(ln)["step"] <= after_step]
+            lines = [ln for ln in self.metrics_file.read_text(errors="replace").splitlines()
+                     if _step(ln) is not None and _step(ln) <= after_step]
             atomic_write_bytes(self.metrics_file, "".join(ln + "\n" for ln in lines).encode())
 
     def write_samples(self, step: int, grid: np.ndarray) -> None:
@@ -62,3 +129,12 @@ class RunDir:
         """Where the last process's wall time went, by phase (see trainer.Trainer.fit)."""
         atomic_write_bytes(self.path / "timings.json", json.dumps({k: round(v, 4) for k, v in seconds.items()},
                                                                    indent=2).encode())
+
+def _step(line: str) -> int | None:
+    """The step of one metrics.jsonl line, or None for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None

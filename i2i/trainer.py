@@ -25,7 +25,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from i2i.checkpoint import load_state, load_weights, save_checkpoint
+from i2i.checkpoint import (
+    CheckpointError,
+    checkpoints_newest_first,
+    load_into,
+    load_state,
+    load_weights,
+    remove_partial_checkpoints,
+    save_checkpoint,
+)
 from i2i.config import RunConfig, TrainConfig
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
@@ -36,7 +44,7 @@ from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
-from i2i.process import import_dynamo, training_flags
+from i2i.process import import_dynamo, stop_on_sigint, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
 from i2i.timeline import Timeline
@@ -45,6 +53,14 @@ from i2i.validation import Validator, default_best_metric, higher_is_better, met
 
 class RunError(RuntimeError):
     """The run cannot start or continue as asked (e.g. resuming with a different model)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `fit()` after a step, and a checkpoint of that step was written."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} written")
+        self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass
@@ -199,6 +215,8 @@ class Trainer:
     def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
+        self.run = RunDir(cfg.run_dir)
+        self.run.check_unlocked()  # another process trains there now: say so before building anything
         self.place = place(t)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
@@ -226,12 +244,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.place.device.type, enabled=self.place.precision == "fp16")
         self.validator = make_validator(cfg, self.model) if t.val_every else None
 
-        self.run = RunDir(cfg.run_dir)
         self.resume = resume
-        self.resume_from = self._checkpoint_to_resume() if resume else None
-        if not resume and self.run.latest_checkpoint() is not None:
-            raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
-                           f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
+        self._claim()
         for line in init_networks(self.model, cfg) if self.resume_from is None else ():
             warn(line)
         self.step = 0
@@ -246,6 +260,13 @@ class Trainer:
     @property
     def precision(self) -> str:
         return self.place.precision
+
+    def _claim(self) -> None:
+        """Check the run directory can be used as asked; again in fit(), once it holds the run's lock."""
+        self.resume_from = self._checkpoint_to_resume() if self.resume else None
+        if not self.resume and self.run.latest_checkpoint() is not None:
+            raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
+                           f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
 
     def _checkpoint_to_resume(self) -> Path | None:
         saved = self.run.saved_config()
@@ -263,8 +284,14 @@ class Trainer:
     def fit(self) -> Summary:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t, timeline = self.cfg.train, self.timeline
-        with training_flags(self.device, t.deterministic, t.compile):
+
+        def stopping() -> None:
+            warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")
+
+        with training_flags(self.device, t.deterministic, t.compile), self.run.lock(), \
+                stop_on_sigint(stopping) as stop:
             with timeline.phase("run_directory"):
+                self._claim()
                 self._start()
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
@@ -286,7 +313,7 @@ class Trainer:
                 if t.val_every and self.step % t.val_every == 0:
                     with timeline.phase("validation"):
                         self._validate()
-                if self.step == self.total_steps:
+                if self.step == self.total_steps or stop.requested:
                     break
                 if self._checkpoint_due():
                     self.save()
@@ -298,8 +325,10 @@ class Trainer:
                 self.batches.close()  # worker processes end here, not at interpreter exit
                 if self.tensorboard is not None:
                     self.tensorboard.close()
-        timings = timeline.report()
-        self.run.write_timings(timings)
+            timings = timeline.report()
+            self.run.write_timings(timings)
+        if stop.requested and self.step < self.total_steps:
+            raise TrainingInterrupted(self.step, checkpoint)
         images = (self.step - start_step) * t.batch_size
         return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
                        images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
@@ -348,8 +377,9 @@ class Trainer:
     # -- run directory and checkpoints --------------------------------------------------------------
     def _start(self) -> None:
         """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
+        remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
         if self.resume_from is not None:
-            self._load(self.resume_from)
+            self._load_newest_good()
             self.run.cut_metrics(after_step=self.step)
         elif self.resume:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
@@ -392,10 +422,41 @@ class Trainer:
             warn(f"warning: could not rebuild the report: {err}")
         return path
 
+    def _load_newest_good(self) -> None:
+        """Load the newest checkpoint that loads, saying which ones were skipped and why."""
+        problems = []
+        for ckpt in checkpoints_newest_first(self.run.path):
+            try:
+                self._load(ckpt)
+            except CheckpointError as err:
+                problems.append(f"{ckpt.name}: {err}")
+                warn(f"warning: skipping checkpoint {ckpt.name}: {err}")
+                continue
+            if problems:
+                warn(f"note: resuming from {ckpt.name}, the newest checkpoint that loads")
+            return
+        raise RunError(f"no checkpoint of {self.run.path} can be loaded:\n  " + "\n  ".join(problems))
+
     def _load(self, ckpt: Path) -> None:
-        for name, net in self.model.networks().items():
-            net.load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
+        """Every file is read and checked before anything is applied (CheckpointError names a bad one)."""
+        weights = {name: load_weights(ckpt / f"{name}.safetensors") for name in self.model.networks()}
+        averages = {name: load_weights(f) for name in self.emas
+                    if (f := ckpt / f"{name}{EMA_SUFFIX}.safetensors").is_file()}
         state = load_state(ckpt)
+        for name, net in self.model.networks().items():
+            load_into(net, weights[name], ckpt / f"{name}.safetensors")
+        try:
+            self._apply_state(state)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+            raise CheckpointError(f"{ckpt / 'state.pt'} does not fit this run: {type(err).__name__}: {err}") from err
+        for name, ema in self.emas.items():
+            if name in averages:
+                ema.load_state_dict(averages[name], state.get("ema_updates", {}).get(name, 0))
+            else:  # --ema-decay added on resume
+                warn(f"note: {ckpt.name} has no {name}{EMA_SUFFIX}; the EMA of {name} starts from its current weights")
+                ema.load_state_dict(self.model.networks()[name].state_dict(), 0)
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
         self.batches.load_state_dict(state)
         self.best = state.get("best") or None
@@ -404,13 +465,6 @@ class Trainer:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
-        for name, ema in self.emas.items():
-            weights = ckpt / f"{name}{EMA_SUFFIX}.safetensors"
-            if weights.is_file():
-                ema.load_state_dict(load_weights(weights), state.get("ema_updates", {}).get(name, 0))
-            else:
-                warn(f"note: {ckpt} has no {weights.name}; the EMA of {name} starts from its current weights")
-                ema.load_state_dict(self.model.networks()[name].state_dict(), 0)
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         if "cuda" in state["rng"] and self.device.type == "cuda":

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-import tempfile
+import secrets
+import stat
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+# Formats whose files may hold several frames: such files are refused, never reduced to their first frame.
+# (MPO, a JPEG with a second picture such as a depth map, is read as its primary picture like any JPEG.)
+MULTI_FRAME_FORMATS = ("GIF", "PNG", "TIFF", "WEBP")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -36,38 +44,114 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     )
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Decode an image file to an HxWxC array (C in 1..4), uint8 or uint16, EXIF orientation applied.
 
     Grayscale, palette, RGBA, CMYK and 16-bit files are all accepted; palette and CMYK images are
-    converted to RGB(A). Raises ImageReadError naming the path when the file cannot be decoded.
+    converted to RGB(A). Float images (32-bit TIFF) are read as values in [0, 1] and returned as 16-bit;
+    values outside [0, 1] are clipped and `warn` is called with a message naming the file (default: a
+    Python warning). Raises ImageReadError naming the path when the file cannot be decoded: not a regular
+    file (a FIFO is never opened), not an image, truncated, too large, or an animated/multi-page image
+    (several frames are refused rather than silently reduced to the first).
     """
     path = Path(path)
+    clipped: list[str] = []
     try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode in ("RGB", "RGBA") and _is_deep_color(data, img.format):
-                # PIL reduces 16-bit RGB(A) PNG/TIFF to 8 bits; OpenCV keeps all 16.
-                array = _apply_orientation(_decode_unchanged(data), _orientation(img))
-            else:
-                array = pil_to_array(_exif_transposed(img))
+        kind = _not_regular(os.stat(path).st_mode)  # a socket cannot even be opened: say what it is
+        if kind is None:
+            # O_NONBLOCK: a FIFO put there since the stat opens at once instead of waiting for a writer
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as f:
+                kind = _not_regular(os.fstat(f.fileno()).st_mode)
+                if kind is None:
+                    array = _decode(f, clipped)  # streamed: a huge or sparse file is never read whole first
+        if kind is not None:
+            raise ImageReadError(f"cannot read image {path}: not a regular file ({kind})")
+    except ImageReadError:
+        raise
     except UnidentifiedImageError as err:
         raise ImageReadError(f"cannot read image {path}: not a recognised image format") from err
-    except (OSError, ValueError, SyntaxError, cv2.error, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
+    except MultiFrameError as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # a crafted file can make a decoder raise anything; it is still one bad input
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__
+        raise ImageReadError(f"cannot read image {path}: {reason}") from err
+    if clipped:
+        message = f"{path}: float values in [{clipped[0]}] clipped to [0, 1] (float images are read as [0, 1])"
+        if warn is None:
+            warnings.warn(message, stacklevel=2)
+        else:
+            warn(message)
     if array.ndim == 2:
         array = array[:, :, None]
     return np.ascontiguousarray(array)
 
 
-def _is_deep_color(data: bytes, fmt: str | None) -> bool:
-    """True for 16-bit-per-channel colour PNG/TIFF (PNG: IHDR bit depth; TIFF: let OpenCV tell)."""
-    if fmt == "PNG":
-        return data[:8] == _PNG_SIGNATURE and len(data) > 24 and data[24] == 16
+class MultiFrameError(ValueError):
+    """An animated or multi-page image (refused: i2i translates single pictures)."""
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of st_mode `mode` is when it is not a regular file (FIFO, socket, device, folder)."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
+def _decode(f: BinaryIO, clipped: list[str]) -> np.ndarray:
+    head = f.read(32)
+    f.seek(0)
+
+    def everything() -> bytes:
+        f.seek(0)
+        return f.read()
+
+    try:
+        img = Image.open(f)
+    except UnidentifiedImageError:
+        if head[:4] in (b"II*\0", b"MM\0*"):  # float RGB TIFFs: PIL cannot open them, OpenCV can
+            return _unit_float_to_uint16(_decode_unchanged(everything()), clipped)
+        raise
+    with img:
+        frames = getattr(img, "n_frames", 1)
+        if img.format in MULTI_FRAME_FORMATS and frames > 1:
+            raise MultiFrameError(f"it holds {frames} frames (an animated or multi-page {img.format}); i2i "
+                                  "translates single pictures: extract the frames first")
+        img.load()
+        deep = _deep_color(head, everything, img.format) if img.mode in ("RGB", "RGBA") else None
+        if deep is not None:  # PIL reduces 16-bit RGB(A) PNG/TIFF to 8 bits; OpenCV keeps all 16
+            return _apply_orientation(deep, _orientation(img))
+        if img.mode == "F":
+            return _unit_float_to_uint16(np.asarray(_exif_transposed(img)), clipped)
+        return pil_to_array(_exif_transposed(img))
+
+
+def _unit_float_to_uint16(array: np.ndarray, clipped: list[str]) -> np.ndarray:
+    """Integer arrays as they are; float arrays in [0, 1] as uint16 (NaN as 0), noting the range when clipped."""
+    if array.dtype.kind != "f":
+        return array
+    finite = np.isfinite(array)
+    values = array[finite]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not finite.all() or lo < 0.0 or hi > 1.0:
+        clipped.append(f"{lo:.4g}, {hi:.4g}" + ("" if finite.all() else "; NaN/inf as 0/1"))
+    finite = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return (np.clip(finite, 0.0, 1.0) * 65535).round().astype(np.uint16)
+
+
+def _deep_color(head: bytes, everything: Callable[[], bytes], fmt: str | None) -> np.ndarray | None:
+    """The pixels of a 16-bit-per-channel colour PNG/TIFF decoded by OpenCV, None for any other file
+    (PNG: the IHDR bit depth tells; TIFF: OpenCV's decoding does)."""
+    if fmt == "PNG" and head[:8] == _PNG_SIGNATURE and len(head) > 24 and head[24] == 16:
+        return _decode_unchanged(everything())
     if fmt == "TIFF":
-        return _decode_unchanged(data).dtype == np.uint16
-    return False
+        array = _decode_unchanged(everything())
+        return array if array.dtype == np.uint16 else None
+    return None
 
 
 def _orientation(img: Image.Image) -> int:
@@ -110,7 +194,7 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
     if img.mode in _SIXTEEN_BIT_MODES:
         return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
     if img.mode == "F":
-        return (np.clip(np.asarray(img), 0.0, 1.0) * 65535).astype(np.uint16)
+        return _unit_float_to_uint16(np.asarray(img), [])
     if img.mode in ("L", "RGB", "RGBA", "LA"):
         return np.asarray(img)
     if img.mode == "1":
@@ -147,7 +231,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
     half-written file, and a crash leaves any earlier file at `path` untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     ext = path.suffix.lower()
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
@@ -185,23 +269,77 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
     atomic_write_bytes(path, payload)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def make_parent(path: Path) -> None:
+    """Create the folder that will hold `path` (at any depth: no recursion); a clear NotADirectoryError when
+    a file is in the way."""
+    missing = []
+    folder = path.parent
+    while not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            what = "a file" if folder.exists() else "a dangling symbolic link"
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot create the folder for {path}: {folder} is {what}, "
+                                     "not a folder")
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made meanwhile by another writer
+            if not folder.is_dir():
+                raise
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden, unique temporary name beside `path` that fits wherever `path`'s own name fits.
+
+    The name keeps as much of the original as the folder's name limit leaves room for (in bytes: a
+    240-character name can already be at the limit), so a leftover file still says what it was.
+    """
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    tag = f".{secrets.token_hex(4)}.tmp"
+    room = max(limit - 1 - len(tag), 0)
+    stem = os.fsdecode(os.fsencode(path.name)[:room]) if room else ""
+    while len(os.fsencode(f".{stem}{tag}")) > limit:  # a multi-byte character cut in half: drop it
+        stem = stem[:-1]
+    return path.with_name(f".{stem}{tag}")
+
+
+def umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it, which would race
+    with threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # not Linux: the only way left to read it
     os.umask(mask)
     return mask
 
 
+def file_mode() -> int:
+    """The permissions a new file gets here (0o666 less the umask): what every file i2i writes gets."""
+    return 0o666 & ~umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write bytes to `path` via a temp file in the same folder and os.replace."""
+    """Write bytes to `path` via a temp file in the same folder and os.replace (usual permissions)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
