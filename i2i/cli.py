@@ -72,6 +72,12 @@ def train() -> None:
             import_dynamo()
 
 
+def dist_timeout_option(default: float) -> Callable:
+    return click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=default,
+                        show_default=True, help="Under torchrun: seconds a process waits for the others before the "
+                                                "run fails with a message (instead of hanging).")
+
+
 def training_options(fn: Callable) -> Callable:
     """Options every model's train command shares: data preparation, schedule, devices, run directory."""
     options = [
@@ -134,6 +140,9 @@ def training_options(fn: Callable) -> Callable:
         click.option("--save-minutes", type=click.FloatRange(min=0), default=T.save_minutes, show_default=True,
                      help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
         click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
+        click.option("--sync-bn/--no-sync-bn", default=T.sync_bn, show_default=True,
+                     help="Under torchrun: BatchNorm statistics over the global batch (--no-sync-bn: per process)."),
+        dist_timeout_option(T.dist_timeout),
         click.option("--resume", is_flag=True,
                      help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
@@ -144,6 +153,7 @@ def training_options(fn: Callable) -> Callable:
 
 def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
     """Assemble the RunConfig and train it (or print it for --dry-run)."""
+    from i2i.distributed import launch_rank
     from i2i.trainer import train as train_run
 
     name = opts["name"] or f"{Path(opts['data_root']).resolve().name}_{model}"
@@ -155,7 +165,8 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"])
     except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
         raise click.ClickException(str(err)) from err
-    click.echo(summary.line())
+    if launch_rank() == 0:
+        click.echo(summary.line())
 
 
 def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
@@ -279,13 +290,16 @@ Examples:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@dist_timeout_option(1800.0)
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
     OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
-    OUTPUT has an extension, the output file itself.
+    OUTPUT has an extension, the output file itself. Under torchrun the processes share the files.
     """
     from i2i.data.io import ImageReadError
+    from i2i.distributed import session
+    from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
 
     if owns_process():
@@ -293,20 +307,26 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
 
         tune_cpu_allocator()
     try:
-        translator = Translator.from_pretrained(
-            checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
-            keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
-            tile_overlap=opts["tile_overlap"])
-        if input_path.is_file() and output.suffix:  # a single file to a file name
-            summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"])
-        else:
-            summary = translator.translate_dir(
-                input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
-                batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
-                progress=opts["progress"])
+        with session(opts["device"], opts["dist_timeout"],
+                     again="Run the same command again: finished outputs are skipped.") as group:
+            translator = Translator.from_pretrained(
+                checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
+                keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
+                tile_overlap=opts["tile_overlap"])
+            if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
+                summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"]) \
+                    if group.main else DirSummary()
+            else:
+                summary = translator.translate_dir(
+                    input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
+                    batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
+                    progress=opts["progress"] and group.main, shard=group.shard)
+            summary = merge_summaries(group.gather(summary))  # every process's counts, for rank 0's summary
     except (ImageReadError, ValueError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(summary.line())
+    if not group.main:
+        return
+    click.echo(summary.line() + (f" on {group.world} processes" if group.world > 1 else ""))
     if summary.translated == 0 and summary.skipped == 0:
         raise click.ClickException("nothing could be translated")
     if summary.failed and opts["strict"]:

@@ -80,6 +80,9 @@ class TrainConfig:
     save_every: int = 500
     save_minutes: float = 10.0  # also checkpoint when this long has passed since the last one (0: off)
     keep_last: int = 3
+    # several processes (torchrun): batch_size is per process; see README "Several GPUs and machines"
+    sync_bn: bool = True  # BatchNorm statistics over the global batch (SyncBatchNorm); False: per process
+    dist_timeout: float = 1800.0  # seconds a process waits for the others before the run fails
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -95,6 +98,8 @@ class TrainConfig:
             found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             found.append(f"Adam needs lr > 0 and betas in [0, 1), got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
+        if self.dist_timeout <= 0:
+            found.append(f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.workers is not None and self.workers < 0:
             found.append(f"workers must be >= 0, got {self.workers}")
         return found

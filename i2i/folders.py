@@ -70,12 +70,16 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
 
 def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fmt: str = "same",
                    overwrite: bool = False, strict: bool = False, allow_inside_input: bool = False,
-                   io_threads: int = 2, read_ahead: int = 8, progress: bool = True) -> DirSummary:
+                   io_threads: int = 2, read_ahead: int = 8, progress: bool = True,
+                   shard: tuple[int, int] | None = None) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
     Existing outputs are skipped unless `overwrite` (so a killed run resumes), every output is
     written atomically, inputs are never overwritten, and `dst` inside `src` is refused unless
     `allow_inside_input`. Unreadable files are reported and skipped (or raise with `strict`).
+    `shard=(rank, world)` takes only every world-th input of the sorted list, from the rank-th: the
+    share of one of several processes, fixed before finished outputs are skipped, so that it never
+    depends on what is already done.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -86,6 +90,8 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         raise ValueError(f"output {dst} is inside the input folder {src}; choose another output folder "
                          "(or allow it: allow_inside_input=True, --allow-output-inside-input)")
     files = [src] if src.is_file() else [p for p in list_images(src, recursive=True) if not p.is_relative_to(dst)]
+    if shard is not None:
+        files = files[shard[0]::shard[1]]
     base = src.parent if src.is_file() else src
     summary = DirSummary()
     jobs = []
@@ -138,3 +144,9 @@ def prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, depth: int
             yield pending.popleft()
     while pending:
         yield pending.popleft()
+
+
+def merge_summaries(summaries: list[DirSummary]) -> DirSummary:
+    """One summary for several processes' shares of a tree (they ran side by side: the longest time counts)."""
+    return DirSummary(translated=sum(s.translated for s in summaries), skipped=sum(s.skipped for s in summaries),
+                      failed=[f for s in summaries for f in s.failed], seconds=max(s.seconds for s in summaries))

@@ -14,7 +14,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from i2i.checkpoint import load_state, load_weights, save_checkpoint
+from i2i import distributed
+from i2i.checkpoint import CKPT_DIR, load_state, load_weights, save_checkpoint, step_name, unwrap
 from i2i.config import RunConfig, TrainConfig
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
@@ -106,9 +107,11 @@ def check_options(cfg: RunConfig, model: Model) -> None:
         raise RunError("invalid options:\n  " + "\n  ".join(problems))
 
 
-def default_workers(device: torch.device) -> int:
-    """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process."""
+def default_workers(device: torch.device, processes: int = 1) -> int:
+    """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process.
+    `processes` training processes on this machine share its cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = max(1, cores // processes)
     if device.type == "cpu":
         return 0 if cores <= 4 else min(4, cores // 4)
     return min(8, max(cores - 1, 0))
@@ -183,18 +186,21 @@ class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
+        self.dist = distributed.current()  # one process, or one of several (torchrun; see i2i/distributed.py)
         self.place = place(t)
+        self.place.device = self.dist.device(self.place.device)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
         check_options(cfg, self.model)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
+        distributed.distribute(self.model, self.dist, self.place.device, sync_bn=t.sync_bn)
         if t.compile:
             compile_networks(self.model.networks().values(), self.place.device)
 
-        workers = default_workers(self.place.device) if t.workers is None else t.workers
+        workers = default_workers(self.place.device, self.dist.local_world) if t.workers is None else t.workers
         self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
                                    seed=t.seed, workers=workers, pin_memory=self.place.device.type == "cuda",
-                                   warn=warn)
+                                   warn=warn, rank=self.dist.rank, world=self.dist.world)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
         schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
@@ -203,7 +209,7 @@ class Trainer:
         self.optimizers, self.schedulers = make_optimizers(self.updates, t, self.batches.steps_per_epoch,
                                                            self.place.device)
         self.scaler = torch.amp.GradScaler(self.place.device.type, enabled=self.place.precision == "fp16")
-        self.validator = make_validator(cfg, self.model) if t.val_every else None
+        self.validator = make_validator(cfg, self.model) if t.val_every and self.dist.main else None
 
         self.run = RunDir(cfg.run_dir)
         self.resume = resume
@@ -211,6 +217,8 @@ class Trainer:
         if not resume and self.run.latest_checkpoint() is not None:
             raise RunError(f"{self.run.path} already holds a run (latest checkpoint "
                            f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
+        self.dist.agree(self.resume_from and self.resume_from.name, "the checkpoint to resume",
+                        hint=f"every process must see the run directory {self.run.path} (shared storage)")
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
         self.last_save = time.perf_counter()
@@ -241,10 +249,11 @@ class Trainer:
         t = self.cfg.train
         with training_flags(self.device, t.deterministic, t.compile):
             self._start()
+            self.dist.seed(t.seed, self.step)
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
-            bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
-                       dynamic_ncols=True)
+            bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.dist.main),
+                       unit="step", dynamic_ncols=True)
             for batch in self._device_batches() if self.step < self.total_steps else ():
                 losses, fakes = self.train_step(batch)
                 self.step += 1
@@ -252,9 +261,9 @@ class Trainer:
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
                     last = self._log(meter, bar)
-                if t.sample_every and self.step % t.sample_every == 0:
+                if t.sample_every and self.step % t.sample_every == 0 and self.dist.main:
                     self._write_samples(self.model.samples(batch, fakes))
-                if t.val_every and self.step % t.val_every == 0:
+                if t.val_every and self.step % t.val_every == 0 and self.dist.main:
                     self._validate()
                 if self.step == self.total_steps:
                     break
@@ -265,7 +274,7 @@ class Trainer:
             if self.tensorboard is not None:
                 self.tensorboard.close()
         seconds = time.perf_counter() - started
-        images = (self.step - start_step) * t.batch_size
+        images = (self.step - start_step) * t.batch_size * self.dist.world
         return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
                        images / max(seconds, 1e-9), len(self.batches.skipped), last)
 
@@ -313,10 +322,12 @@ class Trainer:
         """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
         if self.resume_from is not None:
             self._load(self.resume_from)
-            self.run.cut_metrics(after_step=self.step)
-        elif self.resume:  # killed before its first checkpoint: nothing to load, so start over
+        elif self.resume and self.dist.main:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
-            self.run.cut_metrics(after_step=-1)
+        if not self.dist.main:  # rank 0 alone writes the run directory
+            return
+        if self.resume:
+            self.run.cut_metrics(after_step=self.step if self.resume_from is not None else -1)
         self.run.write_config(self.cfg.to_dict())
         if self.cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -338,7 +349,10 @@ class Trainer:
         }
 
     def save(self, name: str | None = None) -> Path:
-        """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html."""
+        """Checkpoint the run (ckpt/step_N, or ckpt/NAME) and refresh report.html (rank 0 writes, the others
+        only return where it goes)."""
+        if not self.dist.main:
+            return self.run.path / CKPT_DIR / (name or step_name(self.step))
         path = save_checkpoint(self.run.path, self.step, self.model.networks(), self._state(),
                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last, name=name)
         if name is None:
@@ -351,7 +365,7 @@ class Trainer:
 
     def _load(self, ckpt: Path) -> None:
         for name, net in self.model.networks().items():
-            net.load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
+            unwrap(net).load_state_dict(load_weights(ckpt / f"{name}.safetensors"))
         state = load_state(ckpt)
         self.step = state["step"]
         self.batches.load_state_dict(state)
@@ -369,7 +383,8 @@ class Trainer:
     # -- every-N actions ---------------------------------------------------------------------------
     def _log(self, meter: LossMeter, bar: tqdm) -> dict[str, float]:
         """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
-        losses, images_per_s = meter.flush()
+        losses, images_per_s = meter.flush(reduce=self.dist.mean)  # the mean over the processes
+        images_per_s *= self.dist.world
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         self._record({"step": self.step, "epoch": self.batches.epoch, **losses, "lr": lr,
                       "images_per_s": images_per_s})
@@ -377,6 +392,8 @@ class Trainer:
         return losses
 
     def _record(self, record: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
         self.run.append_metrics(record)
         if self.tensorboard is not None:
             for key, value in record.items():
@@ -419,10 +436,11 @@ class LossMeter:
             self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
         self.steps, self.images = self.steps + 1, self.images + images
 
-    def flush(self) -> tuple[dict[str, float], float]:
-        """The mean of each loss since the last flush, and the images per second over that window."""
+    def flush(self, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> tuple[dict[str, float], float]:
+        """The mean of each loss since the last flush (passed through `reduce` before the one host sync), and
+        the images per second over that window."""
         keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys]).div(self.steps).tolist() if keys else []
+        values = reduce(torch.stack([self.sums[k] for k in keys]).div(self.steps)).tolist() if keys else []
         images_per_s = self.images / max(time.perf_counter() - self.start, 1e-9)
         self._reset()
         return dict(zip(keys, values, strict=True)), images_per_s
@@ -451,5 +469,11 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Summary:
-    """Train the run `cfg` describes (the Python twin of `i2i train`)."""
-    return Trainer(cfg, resume=resume, progress=progress).fit()
+    """Train the run `cfg` describes (the Python twin of `i2i train`), on this process alone or, under torchrun,
+    as one of several (README: "Several GPUs and machines")."""
+    t = cfg.train
+    with distributed.session(t.device, t.dist_timeout, again="Run the same command with --resume to continue "
+                             "from the last checkpoint, on any number of processes.") as group:
+        if group.active and group.main:
+            tqdm.write(group.describe(t.batch_size, t.lr))
+        return Trainer(cfg, resume=resume, progress=progress).fit()
