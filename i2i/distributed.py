@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from i2i.devices import pick_device
 from i2i.nets.layers import SplitBatchNorm2d
@@ -267,8 +266,10 @@ class _SyncBatchNorm(torch.autograd.Function):
         return y.to(x.dtype), g_mean, g_var, total
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: a second derivative is wanted (WGAN-GP's gradient penalty)
+            raise RuntimeError("synchronised BatchNorm has no second derivative, which the wgangp gradient penalty "
+                               "needs: use --norm instance (as WGAN-GP's critic wants) or --no-sync-bn")
         x_hat, invstd, weight, total = ctx.saved_tensors
         channels, dims = dy.shape[1], [d for d in range(dy.dim()) if d != 1]
         shape = [1, channels] + [1] * (dy.dim() - 2)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check: run the speed benchmark on a CUDA device and print the table (about 2-4 minutes).
+# GPU check: the speed benchmark on a CUDA device (its table), then torchrun/NCCL training and translation
+# (scripts/ddp_check.py); about 3-5 minutes.
 # Installs nothing beyond the project itself (into the current Python, without touching torch),
 # so run it where torch with CUDA is already installed:  bash scripts/gpu_check.sh [OUT.json]
 set -euo pipefail
@@ -14,3 +15,5 @@ echo "== eager, bf16/fp16/fp32, channels_last =="
 echo "== torch.compile, channels_last =="
 "$PY" scripts/bench.py --device cuda --channels-last --compile --precisions bf16 --steps 20 --warmup 5 \
     --out "${out%.json}_compiled.json"
+echo "== several processes: torchrun, NCCL, SyncBatchNorm (1 process; 2 when the machine has 2 GPUs) =="
+"$PY" scripts/ddp_check.py --device cuda
