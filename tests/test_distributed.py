@@ -60,7 +60,14 @@ def torchrun(*args: str, nproc: int = 2, timeout: float = 180) -> subprocess.Com
 
 
 def in_process(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    """`i2i ARGS` in this process, on one thread like each torchrun process (two threads on a busy 2-core machine
+    ran these tiny steps 4x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -265,8 +272,11 @@ def test_a_killed_process_ends_the_run_within_the_timeout(tmp_path: Path, data: 
         output, _ = launcher.communicate(timeout=60)
         ended = time.monotonic() - killed
     finally:
-        if launcher.poll() is None:
+        if launcher.poll() is None:  # never leave a training process behind
+            for pid in children_by_rank(launcher.pid).values():
+                os.kill(pid, signal.SIGKILL)
             launcher.kill()
+            launcher.wait()
     assert launcher.returncode != 0 and ended < 5 + 10  # the timeout, plus shutting down
     assert "FAILED" in output and "SIGKILL" in output  # torchrun names the process that died, and how
 
