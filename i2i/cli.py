@@ -290,7 +290,7 @@ Examples:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-@dist_timeout_option(1800.0)
+@dist_timeout_option(T.dist_timeout)
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
