@@ -210,6 +210,7 @@ Examples:
   i2i train pix2pix --data my_pairs --name maps --max-steps 20000 --precision bf16
   i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
   i2i train pix2pix --data my_pairs --dry-run                                 # show config
+  torchrun --standalone --nproc_per_node 4 -m i2i train pix2pix --data my_pairs   # 4 GPUs, one process each
 """)
 @training_options
 @network_options(P2P.generator, P2P.discriminator, P2P.gan_loss)
@@ -266,6 +267,7 @@ Examples:
   i2i translate checkpoints/yosemite photo.jpg winter.png --direction AtoB
   i2i translate checkpoints/maps big_tiles/ out/ --tile 512 --precision bf16 --format png
   i2i translate RUN IN OUT      # again after a kill: finished files are skipped
+  torchrun --standalone --nproc_per_node 4 -m i2i translate RUN IN OUT   # 4 GPUs share the files
 """)
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))

@@ -282,6 +282,7 @@ def test_a_killed_process_ends_the_run_within_the_timeout(tmp_path: Path, data: 
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="freezes a process with SIGSTOP")
 def test_a_process_that_stops_answering_fails_the_others_with_a_message(tmp_path: Path, data: dict[str, Path]) -> None:
     """Without torchrun's watch (two processes started by hand, as a scheduler might): rank 1 is frozen mid-run,
     and rank 0 gives up after --dist-timeout with a message that says what to do."""
