@@ -100,6 +100,12 @@ def train() -> None:
             import_dynamo()
 
 
+def dist_timeout_option(default: float) -> Callable:
+    return click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=default,
+                        show_default=True, help="Under torchrun: seconds a process waits for the others before the "
+                                                "run fails with a message (instead of hanging).")
+
+
 def training_options(fn: Callable) -> Callable:
     """Options every model's train command shares: data preparation, schedule, devices, run directory."""
     options = [
@@ -166,6 +172,9 @@ def training_options(fn: Callable) -> Callable:
         click.option("--save-minutes", type=click.FloatRange(min=0), default=T.save_minutes, show_default=True,
                      help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
         click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
+        click.option("--sync-bn/--no-sync-bn", default=T.sync_bn, show_default=True,
+                     help="Under torchrun: BatchNorm statistics over the global batch (--no-sync-bn: per process)."),
+        dist_timeout_option(T.dist_timeout),
         click.option("--resume", is_flag=True,
                      help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet); "
                           "model options not typed come from the run."),
@@ -218,6 +227,7 @@ def with_source_options(model: str, opts: dict) -> dict:
 
 def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
     """Assemble the RunConfig and train it (or print it for --dry-run)."""
+    from i2i.distributed import launch_rank
     from i2i.trainer import train as train_run
 
     name = run_name(model, opts)
@@ -238,8 +248,9 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     except KeyboardInterrupt:
         stop("interrupted at once: the newest complete checkpoint is kept; continue with the same command and "
              "--resume", EXIT_INTERRUPTED)
-    click.echo(summary.line())
-    click.echo(summary.time_line())
+    if launch_rank() == 0:
+        click.echo(summary.line())
+        click.echo(summary.time_line())
 
 
 def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
@@ -293,6 +304,7 @@ Examples:
   i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
   i2i train pix2pix --data my_pairs --name ft --init-from checkpoints/maps    # fine-tune
   i2i train pix2pix --data my_pairs --dry-run                                 # show config
+  torchrun --standalone --nproc_per_node 4 -m i2i train pix2pix --data my_pairs   # 4 GPUs, one process each
 """)
 @training_options
 @network_options(P2P.generator, P2P.discriminator, P2P.gan_loss)
@@ -359,6 +371,7 @@ Examples:
   i2i translate checkpoints/yosemite photo.jpg winter.png --direction AtoB
   i2i translate checkpoints/maps big_tiles/ out/ --tile 512 --precision bf16 --format png
   i2i translate RUN IN OUT      # again after a kill: finished files are skipped
+  torchrun --standalone --nproc_per_node 4 -m i2i translate RUN IN OUT   # 4 GPUs share the files
 """)
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
@@ -389,14 +402,18 @@ Examples:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
+@dist_timeout_option(T.dist_timeout)
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
     OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
-    OUTPUT has an extension, the output file itself. Exit status: 0 when every image was translated or
-    already done, 3 when some could not be (each is named), 1 on other errors, 130 on Ctrl-C.
+    OUTPUT has an extension, the output file itself. Under torchrun the processes share the files. Exit status:
+    0 when every image was translated or already done, 3 when some could not be (each is named), 1 on other
+    errors, 130 on Ctrl-C.
     """
     from i2i.data.io import ImageReadError
+    from i2i.distributed import session
+    from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
 
     if owns_process():
@@ -404,18 +421,21 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
 
         tune_cpu_allocator()
     try:
-        translator = Translator.from_pretrained(
-            checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
-            keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
-            tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
-        if input_path.is_file() and output.suffix:  # a single file to a file name
-            summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
-                                                strict=opts["strict"])
-        else:
-            summary = translator.translate_dir(
-                input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
-                batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
-                progress=opts["progress"])
+        with session(opts["device"], opts["dist_timeout"],
+                     again="Run the same command again: finished outputs are skipped.") as group:
+            translator = Translator.from_pretrained(
+                checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
+                keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
+                tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
+            if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
+                summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
+                                                    strict=opts["strict"]) if group.main else DirSummary()
+            else:
+                summary = translator.translate_dir(
+                    input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
+                    batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
+                    progress=opts["progress"] and group.main, shard=group.shard)
+            summary = merge_summaries(group.gather(summary))  # every process's counts, for rank 0's summary
     except ImageReadError as err:  # --strict: the first input that could not be translated
         stop(f"Error: {err} (stopped there: --strict)", EXIT_INPUTS_FAILED)
     except (ValueError, OSError, RuntimeError) as err:
@@ -423,7 +443,9 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     except KeyboardInterrupt:
         stop("interrupted: every output written so far is complete; run the same command again to continue",
              EXIT_INTERRUPTED)
-    click.echo(summary.line())
+    if not group.main:
+        return
+    click.echo(summary.line() + (f" on {group.world} processes" if group.world > 1 else ""))
     for line in summary.details():
         click.echo(printable(line))
     if summary.failed:

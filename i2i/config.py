@@ -94,6 +94,9 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights (run dir, checkpoint folder, .safetensors)
     init_from_sha256: str | None = None  # the source's weights hash, recorded when the run starts
     init_direction: str | None = None  # the generator a one-generator source fills (None: the direction it translates)
+    # several processes (torchrun): batch_size is per process; see README "Several GPUs and machines"
+    sync_bn: bool = True  # BatchNorm statistics over the global batch (SyncBatchNorm); False: per process
+    dist_timeout: float = 1800.0  # seconds a process waits for the others before the run fails
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -111,6 +114,8 @@ class TrainConfig:
             found.append(f"Adam needs lr > 0 and betas in [0, 1), got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
         if not 0 <= self.ema_decay < 1:
             found.append(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.dist_timeout <= 0:
+            found.append(f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.workers is not None and self.workers < 0:
             found.append(f"workers must be >= 0, got {self.workers}")
         if self.init_direction is not None:

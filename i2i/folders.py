@@ -236,7 +236,8 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
 
 def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fmt: str = "same",
                    overwrite: bool = False, strict: bool = False, allow_inside_input: bool = False,
-                   io_threads: int = 2, read_ahead: int = 8, progress: bool = True) -> DirSummary:
+                   io_threads: int = 2, read_ahead: int = 8, progress: bool = True,
+                   shard: tuple[int, int] | None = None) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
     Every file is accounted for: translated, skipped (its output exists: a killed run resumes; `overwrite`
@@ -244,6 +245,9 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
     that cannot be written; `strict` raises TranslateError at the first), or ignored (not an image, hidden).
     Outputs are written atomically and only under `dst`; inputs are never modified. `dst` inside `src` is
     refused unless `allow_inside_input`, and `dst` equal to `src` always.
+    `shard=(rank, world)` translates only every world-th image of the sorted list, from the rank-th (the share
+    of one of several processes; fixed before finished outputs are skipped, so it never depends on what is
+    already done); the failed and ignored entries of the walk are reported by rank 0 alone.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -278,12 +282,17 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
             scan.failed.append((src, f"not a regular file ({kind}); not opened"))
         else:
             scan.images.append(src)
+    images = scan.images
+    if shard is not None:
+        images = images[shard[0]::shard[1]]
+        if shard[0] != 0:
+            scan.ignored, scan.failed = [], []
     summary.ignored = [f"{shown(path)}: {reason}" for path, reason in scan.ignored]
     for path, reason in scan.failed:
         fail(f"{path}: {reason}")
     jobs = []
     planned: dict[Path, Path] = {}  # output -> the input it belongs to
-    for f in scan.images:
+    for f in images:
         out = output_path(f, base, dst, fmt)
         home = out.parent.resolve()
         if out in planned:  # a.jpg and a.png with --format png: never let one output replace the other
@@ -341,3 +350,13 @@ def prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, depth: int
             yield pending.popleft()
     while pending:
         yield pending.popleft()
+
+
+def merge_summaries(summaries: list[DirSummary]) -> DirSummary:
+    """One summary for several processes' shares of a tree (they ran side by side: the longest time counts)."""
+    def joined(name: str) -> list[str]:
+        return [entry for s in summaries for entry in getattr(s, name)]
+
+    return DirSummary(translated=sum(s.translated for s in summaries), skipped=sum(s.skipped for s in summaries),
+                      failed=joined("failed"), ignored=joined("ignored"), clipped=joined("clipped"),
+                      seconds=max(s.seconds for s in summaries))

@@ -311,14 +311,15 @@ class Translator:
 
     def translate_dir(self, src: str | Path, dst: str | Path, *, fmt: str = "same", overwrite: bool = False,
                       strict: bool = False, batch_size: int | None = None, allow_inside_input: bool = False,
-                      io_threads: int = 2, progress: bool = True) -> DirSummary:
-        """Translate a file or a whole tree into `dst`, mirroring relative paths and names (see i2i.folders)."""
+                      io_threads: int = 2, progress: bool = True, shard: tuple[int, int] | None = None) -> DirSummary:
+        """Translate a file or a whole tree into `dst`, mirroring relative paths and names (see i2i.folders);
+        `shard=(rank, world)`: only this process's share of the files."""
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
             return self.translate_stream(items, batch_size)
 
         return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
                                       allow_inside_input=allow_inside_input, io_threads=io_threads,
-                                      read_ahead=2 * (batch_size or self.batch_size), progress=progress)
+                                      read_ahead=2 * (batch_size or self.batch_size), progress=progress, shard=shard)
 
 
 def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,

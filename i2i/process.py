@@ -6,6 +6,7 @@ Importing i2i changes none of this. Who calls what:
   allocator warm (`tune_cpu_allocator`): a short-lived tool owns its whole process;
 - a training run (`Trainer.fit`) sets its torch and OpenCV flags with `training_flags()`, and puts them back
   when it returns;
+- a run on several processes (`i2i.distributed.session`) makes its local GPU the current one (`cuda_device`);
 - `import_offline()` imports a library that would otherwise phone home (albumentations' version check);
 - `stop_on_sigint()` turns a training run's first Ctrl-C into a request to stop after the current step.
 The measured effect of each knob is in the README's performance table.
@@ -168,6 +169,19 @@ def _cuda_flags(deterministic: bool) -> Iterator[None]:
             yield
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+@contextmanager
+def cuda_device(index: int) -> Iterator[None]:
+    """Make cuda:`index` the current CUDA device for the block, then restore the previous one.
+
+    Under torchrun each process drives the GPU of its local rank: "cuda" must mean that one (NCCL and
+    every tensor made with device="cuda"), and no process may open a context on GPU 0 by accident.
+    """
+    import torch
+
+    with torch.cuda.device(index):
+        yield
 
 
 @contextmanager

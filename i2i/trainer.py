@@ -8,13 +8,14 @@ checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from i2i import distributed
 from i2i.checkpoint import (
+    CKPT_DIR,
     CheckpointError,
     checkpoints_newest_first,
     load_into,
@@ -33,6 +36,8 @@ from i2i.checkpoint import (
     load_weights,
     remove_partial_checkpoints,
     save_checkpoint,
+    step_name,
+    unwrap,
 )
 from i2i.config import RunConfig, TrainConfig
 from i2i.data import make_dataset
@@ -131,9 +136,11 @@ def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:
         raise RunError("invalid options:\n  " + "\n  ".join(problems))
 
 
-def default_workers(device: torch.device) -> int:
-    """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process."""
+def default_workers(device: torch.device, processes: int = 1) -> int:
+    """DataLoader workers: on a small CPU box workers take cores from the model, so decode in-process.
+    `processes` training processes on this machine share its cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = max(1, cores // processes)
     if device.type == "cpu":
         return 0 if cores <= 4 else min(4, cores // 4)
     return min(8, max(cores - 1, 0))
@@ -215,25 +222,37 @@ class Trainer:
     def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
+        self.dist = distributed.current()  # one process, or one of several (torchrun; see i2i/distributed.py)
         self.run = RunDir(cfg.run_dir)
-        self.run.check_unlocked()  # another process trains there now: say so before building anything
+        if self.dist.main:  # rank 0 alone holds the run directory
+            self.run.check_unlocked()  # another process trains there now: say so before building anything
         self.place = place(t)
+        self.place.device = self.dist.device(self.place.device)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
         check_options(cfg, self.model, resume)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
+        self.resume = resume
+        self._claim()
+        self.dist.agree(self.resume_from and self.resume_from.name, "the checkpoint to resume",
+                        hint=f"every process must see the run directory {self.run.path} (shared storage)")
+        notes = init_networks(self.model, cfg) if self.resume_from is None else []
+        for line in notes if self.dist.main else ():
+            warn(line)
+        distributed.distribute(self.model, self.dist, self.place.device, sync_bn=t.sync_bn)
         # shadow copies of the generators (used by validation and, from checkpoints, by inference)
-        self.emas = {name: EMA(self.model.networks()[name], t.ema_decay)
+        self.emas = {name: EMA(unwrap(self.model.networks()[name]), t.ema_decay)
                      for name in sorted(set(self.model.generators().values()))} if t.ema_decay else {}
         if t.compile:
             compile_networks(self.model.networks().values(), self.place.device, t.compile_mode)
 
-        workers = default_workers(self.place.device) if t.workers is None else t.workers
+        workers = default_workers(self.place.device, self.dist.local_world) if t.workers is None else t.workers
         # No pinned memory (the reference pins none: page-locking is slow in virtual machines and a batch is a
         # few MB), and on CUDA workers start from a fork server, never forked from the CUDA-initialised trainer.
         start_method = "forkserver" if self.device.type == "cuda" else None
         self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
-                                   seed=t.seed, workers=workers, start_method=start_method, warn=warn)
+                                   seed=t.seed, workers=workers, start_method=start_method, warn=warn,
+                                   rank=self.dist.rank, world=self.dist.world)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
         schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
@@ -242,12 +261,8 @@ class Trainer:
         self.optimizers, self.schedulers = make_optimizers(self.updates, t, self.batches.steps_per_epoch,
                                                            self.place.device)
         self.scaler = torch.amp.GradScaler(self.place.device.type, enabled=self.place.precision == "fp16")
-        self.validator = make_validator(cfg, self.model) if t.val_every else None
+        self.validator = make_validator(cfg, self.model) if t.val_every and self.dist.main else None
 
-        self.resume = resume
-        self._claim()
-        for line in init_networks(self.model, cfg) if self.resume_from is None else ():
-            warn(line)
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of ckpt/best
         self.last_save = time.perf_counter()
@@ -288,15 +303,17 @@ class Trainer:
         def stopping() -> None:
             warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")
 
-        with training_flags(self.device, t.deterministic, t.compile), self.run.lock(), \
-                stop_on_sigint(stopping) as stop:
+        lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
+        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_sigint(stopping) as stop:
             with timeline.phase("run_directory"):
-                self._claim()
+                if self.dist.main:
+                    self._claim()
                 self._start()
+            self.dist.seed(t.seed, self.step)
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
-            bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
-                       dynamic_ncols=True)
+            bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.dist.main),
+                       unit="step", dynamic_ncols=True)
             batches = self._device_batches()
             for batch in timeline.timed(batches, "data", first="data_start") if self.step < self.total_steps else ():
                 with timeline.phase("first_step" if self.step == start_step else "steps"):
@@ -307,10 +324,10 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
                     with timeline.phase("logging"):
                         last = self._log(meter, bar)
-                if t.sample_every and self.step % t.sample_every == 0:
+                if t.sample_every and self.step % t.sample_every == 0 and self.dist.main:
                     with timeline.phase("samples"):
                         self._write_samples(self.model.samples(batch, fakes))
-                if t.val_every and self.step % t.val_every == 0:
+                if t.val_every and self.step % t.val_every == 0 and self.dist.main:
                     with timeline.phase("validation"):
                         self._validate()
                 if self.step == self.total_steps or stop.requested:
@@ -326,10 +343,11 @@ class Trainer:
                 if self.tensorboard is not None:
                     self.tensorboard.close()
             timings = timeline.report()
-            self.run.write_timings(timings)
+            if self.dist.main:
+                self.run.write_timings(timings)
         if stop.requested and self.step < self.total_steps:
             raise TrainingInterrupted(self.step, checkpoint)
-        images = (self.step - start_step) * t.batch_size
+        images = (self.step - start_step) * t.batch_size * self.dist.world
         return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
                        images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
 
@@ -377,13 +395,16 @@ class Trainer:
     # -- run directory and checkpoints --------------------------------------------------------------
     def _start(self) -> None:
         """Continue the checkpoint to resume, or start fresh; (re)write config.json."""
-        remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
+        if self.dist.main:
+            remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
         if self.resume_from is not None:
             self._load_newest_good()
-            self.run.cut_metrics(after_step=self.step)
-        elif self.resume:  # killed before its first checkpoint: nothing to load, so start over
+        elif self.resume and self.dist.main:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
-            self.run.cut_metrics(after_step=-1)
+        if not self.dist.main:  # rank 0 alone writes the run directory
+            return
+        if self.resume:
+            self.run.cut_metrics(after_step=self.step if self.resume_from is not None else -1)
         self.run.write_config(self.cfg.to_dict())
         if self.cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -411,6 +432,8 @@ class Trainer:
             return self._save(name)
 
     def _save(self, name: str | None) -> Path:
+        if not self.dist.main:  # rank 0 writes; the others only say where it goes
+            return self.run.path / CKPT_DIR / (name or step_name(self.step))
         networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
         path = save_checkpoint(self.run.path, self.step, networks, self._state(), self.cfg.to_dict(),
                                keep_last=self.cfg.train.keep_last, name=name)
@@ -444,7 +467,7 @@ class Trainer:
                     if (f := ckpt / f"{name}{EMA_SUFFIX}.safetensors").is_file()}
         state = load_state(ckpt)
         for name, net in self.model.networks().items():
-            load_into(net, weights[name], ckpt / f"{name}.safetensors")
+            load_into(unwrap(net), weights[name], ckpt / f"{name}.safetensors")
         try:
             self._apply_state(state)
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
@@ -473,7 +496,8 @@ class Trainer:
     # -- every-N actions ---------------------------------------------------------------------------
     def _log(self, meter: LossMeter, bar: tqdm) -> dict[str, float]:
         """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
-        losses, images_per_s = meter.flush()
+        losses, images_per_s = meter.flush(reduce=self.dist.mean)  # the mean over the processes
+        images_per_s *= self.dist.world
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         self._record({"step": self.step, "epoch": self.batches.epoch, **losses, "lr": lr,
                       "images_per_s": images_per_s})
@@ -481,6 +505,8 @@ class Trainer:
         return losses
 
     def _record(self, record: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
         self.run.append_metrics(record)
         if self.tensorboard is not None:
             for key, value in record.items():
@@ -524,10 +550,11 @@ class LossMeter:
             self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
         self.steps, self.images = self.steps + 1, self.images + images
 
-    def flush(self) -> tuple[dict[str, float], float]:
-        """The mean of each loss since the last flush, and the images per second over that window."""
+    def flush(self, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> tuple[dict[str, float], float]:
+        """The mean of each loss since the last flush (passed through `reduce` before the one host sync), and
+        the images per second over that window."""
         keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys]).div(self.steps).tolist() if keys else []
+        values = reduce(torch.stack([self.sums[k] for k in keys]).div(self.steps)).tolist() if keys else []
         images_per_s = self.images / max(time.perf_counter() - self.start, 1e-9)
         self._reset()
         return dict(zip(keys, values, strict=True)), images_per_s
@@ -557,5 +584,11 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_seconds: float | None = None,
           ) -> Summary:
-    """Train the run `cfg` describes (the Python twin of `i2i train`)."""
-    return Trainer(cfg, resume=resume, progress=progress, startup_seconds=startup_seconds).fit()
+    """Train the run `cfg` describes (the Python twin of `i2i train`), on this process alone or, under torchrun,
+    as one of several (README: "Several GPUs and machines")."""
+    t = cfg.train
+    with distributed.session(t.device, t.dist_timeout, again="Run the same command with --resume to continue "
+                             "from the last checkpoint, on any number of processes.") as group:
+        if group.active and group.main:
+            tqdm.write(group.describe(t.batch_size, t.lr))
+        return Trainer(cfg, resume=resume, progress=progress, startup_seconds=startup_seconds).fit()

@@ -125,15 +125,10 @@ def main() -> None:
         results[name] = {"seconds": seconds, "exit": code, "timings": timings,
                          "log_tail": (out / f"{name}.log").read_text()[-600:]}
 
-    if "ddp" not in args.skip and args.device == "cuda":
-        import torch
-
-        for n in sorted({1, min(2, torch.cuda.device_count())}):
-            cmd = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), "-m", "i2i",
-                   "train", "pix2pix", "--data", str(inputs["facades"]), "--direction", "BtoA", "--max-steps", "20",
-                   "--runs-dir", str(out / "runs"), "--name", f"ddp{n}", "--no-progress"]
-            seconds, code = run(cmd, out / f"ddp{n}.log", 180)
-            results[f"ddp_nccl_{n}"] = {"seconds": seconds, "exit": code}
+    if "ddp" not in args.skip:  # torchrun: NCCL on CUDA (1 process, 2 with 2 GPUs), compared with 1 process
+        seconds, code = run([py, "scripts/ddp_check.py", *dev], out / "ddp.log", 300)
+        results["ddp"] = {"seconds": seconds, "exit": code,
+                          "summary": (out / "ddp.log").read_text().strip().splitlines()[-3:]}
 
     if "tests" not in args.skip:
         cmd = [py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu.py"]
@@ -156,7 +151,7 @@ def print_table(results: dict) -> None:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items() if v >= 0.05)
         print(f"{name:<10} {r['exit']:>4} {r['seconds']:7.1f} {REFERENCE_SECONDS[name]:6.1f} {ratio:5.2f}x "
               f"{TARGET_SECONDS[name]:6.1f}s  {parts}")
-    for key in ("bench_eager", "bench_graphs", "ddp_nccl_1", "ddp_nccl_2", "gpu_tests"):
+    for key in ("bench_eager", "bench_graphs", "ddp", "gpu_tests"):
         if key in results:
             r = results[key]
             print(f"{key:<12} exit {r['exit']} in {r['seconds']:.0f} s {' '.join(r.get('summary', []))}")

@@ -85,7 +85,13 @@ def test_image_pool_fills_then_swaps_half_the_time() -> None:
     assert abs(stored_returned / n - 0.5) < 0.03
     off = ImagePool(size=0)
     x = torch.rand(3, 1, 2, 2)
-    assert off.query(x) is x
+    assert torch.equal(off.query(x), x)  # the same images (detached: see the next test)
+
+
+def test_a_pool_of_size_0_detaches_what_it_returns() -> None:
+    fakes = torch.ones(2, 3, 4, 4, requires_grad=True) * 2  # still attached to a generator's graph
+    out = ImagePool(size=0).query(fakes)
+    assert torch.equal(out, fakes) and not out.requires_grad  # D's backward must not run into G's freed graph
 
 
 def test_image_pool_state_round_trip() -> None:

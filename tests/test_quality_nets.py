@@ -228,7 +228,8 @@ def test_onnx_export_matches(upsampling_runs: dict[str, Path], upsample: str, tm
                                    providers=["CPUExecutionProvider"])
     x = torch.rand(2, 3, 80, 96) * 2 - 1
     (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    np.testing.assert_allclose(y, Translator.from_pretrained(run, precision="fp32").translate_tensor(x).numpy(), atol=1e-4)
+    expected = Translator.from_pretrained(run, precision="fp32").translate_tensor(x).numpy()
+    np.testing.assert_allclose(y, expected, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------- discriminators

@@ -37,6 +37,44 @@ class EpochSampler(Sampler):
             yield int(order[pos]), int(seeds[pos])
 
 
+class StepSampler(Sampler):
+    """The batches of one epoch for process `rank` of `world`: each step is this process's share of one
+    global batch of `batch_size * world` consecutive positions of `EpochSampler`'s order.
+
+    Process r takes positions [r*n//world, (r+1)*n//world) of a step's n positions, so the shares of all
+    processes together are exactly the batch one process with `batch_size * world` would draw, in the
+    same order and with the same augmentation seeds. When the epoch's last step has fewer positions
+    than processes, a process without one repeats position r % n, so that every process has a batch at
+    every step (they must stay in step). With `world == 1` this is plain batching.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.order = EpochSampler(size, seed=seed, shuffle=shuffle)
+        self.size, self.rank, self.world = size, rank, world
+        self.global_batch = batch_size * world
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch and how many of its positions (samples, not steps) were already drawn."""
+        self.order.set_epoch(epoch, start)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.global_batch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        items = list(self.order)
+        for first in range(0, len(items), self.global_batch):
+            step = items[first:first + self.global_batch]
+            n, r = len(step), self.rank
+            yield step[r * n // self.world:(r + 1) * n // self.world] if n >= self.world else [step[r % n]]
+
+    def step_size(self, position: int) -> int:
+        """How many positions (over all processes) the step that starts at `position` draws."""
+        return min(self.global_batch, self.size - position)
+
+
 @dataclass
 class Skipped:
     """What a dataset returns for a sample it could not read (training goes on without it)."""

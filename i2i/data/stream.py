@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from i2i.data.layout import DataError
-from i2i.data.sampling import EpochSampler, Skipped, batch_size_of, collate_skipping
+from i2i.data.sampling import Skipped, StepSampler, batch_size_of, collate_skipping
 from i2i.process import single_threaded_opencv
 
 
@@ -25,15 +25,22 @@ class BatchStream:
     them with `load_state_dict` continues with exactly the samples, and augmentation seeds, an
     uninterrupted run would have seen. Unreadable files are reported once each through `warn` and
     remembered in `skipped`; an epoch in which nothing could be read is an error, not a hang.
+
+    Process `rank` of `world` (several processes training one run) gets its share of each global
+    batch (`StepSampler`); `position` still counts the samples drawn by all processes, the same on
+    every one, so a run resumes on any number of processes. The processes must stay in step: one whose
+    whole share of a step is unreadable repeats its previous batch (the files are reported as usual).
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, workers: int = 0, pin_memory: bool = False,
-                 start_method: str | None = None, warn: Callable[[str], None] = print) -> None:
-        """`start_method` starts the worker processes ("fork", "forkserver", "spawn"; None: the platform's)."""
-        self.size, self.batch_size, self.warn = len(dataset), batch_size, warn
-        self.sampler = EpochSampler(self.size, seed=seed, shuffle=True)
+                 start_method: str | None = None, warn: Callable[[str], None] = print, rank: int = 0,
+                 world: int = 1) -> None:
+        """`start_method` starts the worker processes ("fork", "forkserver", "spawn"; None: the platform's);
+        `rank` and `world` pick this process's slice of every global batch (several processes)."""
+        self.size, self.batch_size, self.warn, self.world = len(dataset), batch_size, warn, world
+        self.sampler = StepSampler(self.size, batch_size, seed=seed, shuffle=True, rank=rank, world=world)
         self.loader: DataLoader | None = DataLoader(
-            dataset, batch_size=batch_size, sampler=self.sampler, collate_fn=collate_skipping,
+            dataset, batch_sampler=self.sampler, collate_fn=collate_skipping,
             num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0,
             worker_init_fn=_worker_init if workers else None,
             multiprocessing_context=start_method if workers else None,
@@ -45,22 +52,28 @@ class BatchStream:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        return math.ceil(self.size / self.sampler.global_batch)
 
     def __iter__(self) -> Iterator[dict]:
+        last = None
         while True:
             if self.position >= self.size:
                 self.epoch, self.position = self.epoch + 1, 0
             self.sampler.set_epoch(self.epoch, start=self.position)
-            whole_epoch, yielded = self.position == 0, False
+            whole_epoch, read = self.position == 0, False
             for batch in self.loader:
-                n = batch_size_of(batch)
-                self.position += n + len(batch["skipped"])
+                self.position += self.sampler.step_size(self.position)
                 self._report(batch["skipped"])
-                if n:
-                    yielded = True
+                if batch_size_of(batch):
+                    read, last = True, batch
                     yield batch
-            if whole_epoch and not yielded:
+                elif self.world > 1:  # keep in step with the other processes
+                    if last is None:
+                        raise DataError("this process's first batch has no readable image, and with several "
+                                        "processes every step needs one on each: remove the unreadable files "
+                                        "reported above (or find them all with --strict)")
+                    yield last
+            if whole_epoch and not read and self.world == 1:  # (several processes repeated or raised above)
                 raise DataError("no readable images in the training data: every one was skipped")
 
     def close(self) -> None:

@@ -91,6 +91,22 @@ class Model(nn.Module, ABC):
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore what `training_state` returned."""
 
+    def wrap_networks(self, wrap: Callable[[str, nn.Module], nn.Module]) -> None:
+        """Replace each network of `networks()` by `wrap(name, network)` (e.g. DistributedDataParallel), so the
+        model's own calls (`self.G(x)`) go through the wrappers and `networks()` returns them.
+
+        This default finds each network among the model's direct submodules, by identity; a model that
+        keeps a network elsewhere (nested, or referenced twice) overrides it to re-assign its own attributes.
+        """
+        networks = self.networks()
+        found = [(name, attr) for name, net in networks.items()
+                 for attr, child in self._modules.items() if child is net]
+        if sorted(name for name, _ in found) != sorted(networks):
+            raise TypeError(f"{type(self).__name__}: each of its networks ({', '.join(networks)}) must be one direct "
+                            "submodule for the default wrap_networks; override it to re-assign them")
+        for name, attr in found:
+            self.add_module(attr, wrap(name, networks[name]))  # replaces the registered child in place
+
 
 @contextmanager
 def frozen(net: nn.Module) -> Iterator[None]:

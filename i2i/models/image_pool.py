@@ -25,7 +25,7 @@ class ImagePool:
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
-            return images
+            return images.detach()  # like every other answer: D's update must not reach back into G's graph
         out = []
         for image in images.detach():
             image = image.unsqueeze(0)

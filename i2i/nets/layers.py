@@ -63,9 +63,12 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.splits == 1:
-            return super().forward(x)
-        normalise = super().forward
-        return torch.cat([normalise(part) for part in x.chunk(self.splits)])
+            return self.normalise(x)
+        return torch.cat([self.normalise(part) for part in x.chunk(self.splits)])
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """One (sub-)batch by its own statistics (i2i.distributed overrides this to share them between processes)."""
+        return super().forward(x)
 
 
 @contextmanager
