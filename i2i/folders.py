@@ -354,9 +354,8 @@ def prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, depth: int
 
 def merge_summaries(summaries: list[DirSummary]) -> DirSummary:
     """One summary for several processes' shares of a tree (they ran side by side: the longest time counts)."""
-    def joined(name: str) -> list[str]:
-        return [entry for s in summaries for entry in getattr(s, name)]
-
     return DirSummary(translated=sum(s.translated for s in summaries), skipped=sum(s.skipped for s in summaries),
-                      failed=joined("failed"), ignored=joined("ignored"), clipped=joined("clipped"),
+                      failed=[f for s in summaries for f in s.failed],
+                      ignored=[f for s in summaries for f in s.ignored],
+                      clipped=[f for s in summaries for f in s.clipped],
                       seconds=max(s.seconds for s in summaries))
