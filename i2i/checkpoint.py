@@ -11,6 +11,7 @@ leaves the previous checkpoint whole. Nothing here unpickles arbitrary objects.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -216,3 +217,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir() and any(path.glob("*.safetensors")):
         return path
     raise FileNotFoundError(f"{path} is neither a run directory, a checkpoint folder nor a weights file")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (read in 1 MiB pieces), as `sha256sum` prints it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

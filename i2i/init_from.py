@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from i2i.checkpoint import load_weights, read_metadata, resolve_checkpoint
+from i2i.checkpoint import file_sha256, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import RunConfig, TrainConfig
 from i2i.models import MODELS, Model, run_config_from_dict
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
@@ -111,17 +111,9 @@ def source_sha256(source: Source) -> str:
     """A content hash of the source's weights: a file's sha256; for a folder, the sha256 of what
     `sha256sum *.safetensors` prints there (so either can be checked with standard tools)."""
     if source.path.is_file():
-        return _file_sha256(source.path)
+        return file_sha256(source.path)
     files = sorted(source.path.glob("*.safetensors"))
-    return hashlib.sha256("".join(f"{_file_sha256(f)}  {f.name}\n" for f in files).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256("".join(f"{file_sha256(f)}  {f.name}\n" for f in files).encode()).hexdigest()
 
 
 # -- which source network fills which network of the run ----------------------------------------------

@@ -20,7 +20,6 @@ None: neither (i2i's norm-free convs carry a bias, imported as zeros: the same f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pickle
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from i2i.checkpoint import CKPT_DIR, CONFIG_KEY, LATEST
+from i2i.checkpoint import CKPT_DIR, CONFIG_KEY, LATEST, file_sha256
 from i2i.config import DIRECTIONS, DataConfig, RunConfig, TrainConfig
 from i2i.models import CycleGANConfig, Pix2PixConfig
 from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig
@@ -499,14 +498,6 @@ def _outputs(out: Path, names: list[str], overwrite: bool) -> dict[str, Path]:
     return targets
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _save_atomic(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """safetensors written beside `target` and renamed into place (streamed: no second copy in memory)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -566,7 +557,7 @@ def import_reference(
     for name, target in targets.items():
         src = by_name[name].path
         metadata = {CONFIG_KEY: config_json, "network": name, "imported_from": src.name,
-                    "imported_sha256": _sha256(src)}
+                    "imported_sha256": file_sha256(src)}
         _save_atomic(target, states[name], metadata)
     for net in nets:
         notes += [f"{net.path.name}: {note}" for note in net.notes]

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from i2i.models.losses import GAN_LOSSES, GANLoss, discriminator_loss, gradient_penalty
-from i2i.nets.patchgan import PatchDiscriminator
+from i2i.nets.layers import init_weights
+from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator
 
 PRED = torch.tensor([[-2.0, -0.5], [0.25, 3.0]]).view(1, 1, 2, 2)
 
@@ -139,11 +140,13 @@ def test_gradient_penalty_does_not_touch_fake_graph_and_accepts_bf16() -> None:
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
-def test_discriminator_loss_one_pass_equals_two_separate_passes(norm: str) -> None:
-    """Real and fake are scored in one batch, yet each keeps its own BatchNorm statistics: losses,
-    gradients and running statistics must equal the reference's two separate calls."""
+@pytest.mark.parametrize("scales", [1, 2])
+def test_discriminator_loss_one_pass_equals_two_separate_passes(norm: str, scales: int) -> None:
+    """Real and fake are scored in one batch, yet each keeps its own BatchNorm statistics (at every scale of
+    a multi-scale critic): losses, gradients and running statistics must equal two separate calls."""
     torch.manual_seed(0)
-    critic = PatchDiscriminator(6, 8, 3, norm)
+    critic = PatchDiscriminator(6, 8, 3, norm) if scales == 1 else MultiscaleDiscriminator(6, 8, 3, norm, num_d=2)
+    init_weights(critic)
     twin = copy.deepcopy(critic)
     real, fake = torch.randn(2, 6, 64, 64), torch.randn(2, 6, 64, 64) * 0.5 + 0.3
     loss = GANLoss("vanilla")
