@@ -371,7 +371,7 @@ class _Encoder:
     def _video_stream(self, info: VideoInfo, codec: str, crf: int | None, bitrate: int | None) -> Any:
         stream = self.container.add_stream(codec, rate=info.rate)
         # Keep the rotation as metadata where PyAV can write it (18+); else store the frames upright.
-        self.turns = info.rotation // 90 if hasattr(stream, "set_display_rotation") else 0
+        self.turns = info.rotation // 90 if _writes_rotation(stream) else 0
         width, height = (info.width, info.height) if self.turns or not info.rotation else info.upright_size
         # 4:2:0 H.264 needs even sizes: an odd one gets one more row/column, a copy of the last.
         self.pad = (height % 2, width % 2) if codec == "libx264" else (0, 0)
@@ -454,6 +454,10 @@ class _Encoder:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.container.close()
+
+
+def _writes_rotation(stream: Any) -> bool:
+    return hasattr(stream, "set_display_rotation")
 
 
 class _Writer:

@@ -99,13 +99,20 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "mp4": make_video(folder / "drive.mp4"),
         "vfr": make_video(folder / "vfr.mp4", vfr=True),
-        "rotated": make_video(folder / "phone.mp4", rotation=90, audio=False),
         "mkv": make_video(folder / "drive.mkv", n=24),
         "odd": make_video(folder / "odd.webm", size=(39, 47), codec="libvpx-vp9", audio=False, n=12),
         "long": make_video(folder / "long.mp4", n=40, audio=False),
         "still": make_video(folder / "still.mp4", n=12, audio=False, still=True),
         "faststart": make_video(folder / "faststart.mp4", faststart=True),
     }
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A phone-style clip: stored 48x40, tagged to be shown turned a quarter counter-clockwise."""
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip(f"PyAV {av.__version__} cannot write rotation metadata (18 can), so no rotated clip to test with")
+    return make_video(tmp_path_factory.mktemp("rotated") / "phone.mp4", rotation=90, audio=False)
 
 
 def test_is_video_looks_at_the_content(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -145,9 +152,8 @@ def test_variable_frame_rate_timestamps_are_kept(clips: dict[str, Path], tmp_pat
     assert probe(dst).duration == pytest.approx(probe(src).duration, abs=1e-3)  # the last frame's length too
 
 
-def test_rotation_the_model_sees_upright_frames_and_the_metadata_stays(clips: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
-    src, dst = clips["rotated"], tmp_path / "rotated.mp4"
+def test_rotation_the_model_sees_upright_frames_and_the_metadata_stays(rotated: Path, tmp_path: Path) -> None:
+    src, dst = rotated, tmp_path / "rotated.mp4"
     seen: list[tuple[int, ...]] = []
 
     def record(batch: list[np.ndarray]) -> list[np.ndarray]:
@@ -165,6 +171,17 @@ def test_rotation_the_model_sees_upright_frames_and_the_metadata_stays(clips: di
     # PyAV's rotation is counter-clockwise, as np.rot90 turns: the stored top-left marker ends bottom-left
     assert np.abs(upright - np.rot90(inputs[0], 1)).mean() < 1 < np.abs(upright - np.rot90(inputs[0], -1)).mean()
     assert upright[-4, 4].tolist() == pytest.approx([250, 20, 20], abs=12)
+
+
+def test_without_rotation_metadata_the_frames_are_stored_upright(rotated: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video, "_writes_rotation", lambda stream: False)  # PyAV before 18
+    dst = tmp_path / "upright.mp4"
+    translate_video(rotated, dst, identity, progress=False)
+    info = probe(dst)
+    assert (info.width, info.height, info.rotation) == (40, 48, 0)
+    shown_before, shown_after = next(frames(rotated)), next(frames(dst))
+    assert np.abs(shown_after.astype(int) - shown_before.astype(int)).mean() < 3  # players show the same
 
 
 def test_webm_output_is_vp9_with_the_audio_re_encoded(clips: dict[str, Path], tmp_path: Path) -> None:
