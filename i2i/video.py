@@ -175,7 +175,6 @@ class _Frame:
     """One decoded frame on its way through: upright RGB pixels (input, then output) and its timing."""
 
     array: np.ndarray
-    index: int
     pts: int | None
     duration: int
 
@@ -203,7 +202,7 @@ def _decode(container: Any, path: Path, info: VideoInfo, audio: bool) -> Iterato
                 if frame.pts is not None:
                     first_pts = frame.pts if first_pts is None else first_pts
                     end = frame.pts + duration
-                yield _Frame(np.rot90(array, turns) if turns else array, index, frame.pts, duration)
+                yield _Frame(np.ascontiguousarray(np.rot90(array, turns)) if turns else array, frame.pts, duration)
                 index += 1
     except av.FFmpegError as err:
         raise VideoReadError(path, index, _reason(err)) from err
@@ -305,14 +304,13 @@ def frames(src: str | os.PathLike, translate_batch: TranslateBatch | None = None
     src = Path(src)
     info = probe(src)
     with _open_input(src) as container:
-        items: Iterator[Any] = _ahead(_decode(container, src, info, audio=False), 2 * batch_size)
+        decoded = _ahead(_decode(container, src, info, audio=False), 2 * batch_size)
         try:
-            if translate_batch is not None:
-                items = _translated(items, translate_batch, batch_size)
+            items = decoded if translate_batch is None else _translated(decoded, translate_batch, batch_size)
             for item in items:
                 yield item.array
         finally:
-            items.close()
+            decoded.close()
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -366,10 +364,13 @@ class _Encoder:
             raise
         self.info, self.change, self.last_pts = info, _Change(), None
         self.durations: dict[int, int] = {}  # pts -> the input frame's duration, for the encoder's packets
-        self.step = max(1, round(1 / (float(info.rate) * info.time_base)))  # one frame in time-base units
+        self.step = max(1, round(1 / (float(info.rate) * self.time_base)))  # one frame in time-base units
 
     def _video_stream(self, info: VideoInfo, codec: str, crf: int | None, bitrate: int | None) -> Any:
         stream = self.container.add_stream(codec, rate=info.rate)
+        # AVI has no timestamps, only a frame rate (1 / time base): its frames sit evenly at the average rate.
+        avi = self.container.format.name == "avi"
+        self.time_base = 1 / info.rate.limit_denominator(1001) if avi else info.time_base
         # Keep the rotation as metadata where PyAV can write it (18+); else store the frames upright.
         self.turns = info.rotation // 90 if _writes_rotation(stream) else 0
         width, height = (info.width, info.height) if self.turns or not info.rotation else info.upright_size
@@ -377,7 +378,7 @@ class _Encoder:
         self.pad = (height % 2, width % 2) if codec == "libx264" else (0, 0)
         stream.width, stream.height, stream.pix_fmt = width + self.pad[1], height + self.pad[0], "yuv420p"
         ctx = stream.codec_context
-        ctx.time_base = info.time_base
+        ctx.time_base = self.time_base
         ctx.colorspace, ctx.color_range = info.colorspace, info.color_range
         ctx.color_primaries, ctx.color_trc = info.color_primaries, info.color_trc
         if bitrate:
@@ -427,13 +428,18 @@ class _Encoder:
         out = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24").reformat(
             format="yuv420p", dst_colorspace=self.info.matrix,
             dst_color_range=_JPEG_RANGE if self.info.full_range else _MPEG_RANGE)
-        pts = frame.pts if frame.pts is not None else (0 if self.last_pts is None else self.last_pts + self.step)
+        pts = None if frame.pts is None else self._rescale(frame.pts)
+        if pts is None:
+            pts = 0 if self.last_pts is None else self.last_pts + self.step
         if self.last_pts is not None and pts <= self.last_pts:  # broken timestamps: keep them increasing
             pts = self.last_pts + 1
-        out.pts, out.time_base, self.last_pts = pts, self.info.time_base, pts
+        out.pts, out.time_base, self.last_pts = pts, self.time_base, pts
         if frame.duration:
-            self.durations[pts] = frame.duration
+            self.durations[pts] = max(1, self._rescale(frame.duration))
         self._mux_video(self.video.encode(out))
+
+    def _rescale(self, ticks: int) -> int:
+        return ticks if self.time_base == self.info.time_base else round(ticks * self.info.time_base / self.time_base)
 
     def _mux_video(self, packets: list[Any]) -> None:
         # The encoder gives every packet one nominal frame's duration; the input's own keeps the last frame's
@@ -569,6 +575,9 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
         raise ValueError(f"{dst}: .webm holds VP9, not {codec}; use libvpx-vp9 or another extension")
     if crf is not None and bitrate is not None:
         raise ValueError("give a CRF or a bit rate, not both")
+    top = 63 if codec == "libvpx-vp9" else 51
+    if crf is not None and not 0 <= crf <= top:
+        raise ValueError(f"crf for {codec} must be in 0..{top}, got {crf}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     summary = VideoSummary(src, dst, codec=codec)
@@ -583,11 +592,15 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(f".{dst.name}.partial")
     changes = _Change()
+    total = info.frames or (round(info.duration * float(info.rate)) if info.duration else None)
     with _open_input(src) as container:
-        encoder = _Encoder(partial, fmt, container, info, codec, summary.crf, bitrate)
+        try:
+            encoder = _Encoder(partial, fmt, container, info, codec, summary.crf, bitrate)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         writer = _Writer(encoder.write, 2 * batch_size)
         decoded = _ahead(_watch(_decode(container, src, info, audio=True), changes), 2 * batch_size)
-        total = info.frames or (round(info.duration * float(info.rate)) if info.duration else None)
         bar = tqdm(total=total, disable=not progress, unit="frame", dynamic_ncols=True, desc=src.name)
         try:
             for item in _translated(decoded, translate_batch, batch_size):

@@ -195,6 +195,14 @@ def test_webm_output_is_vp9_with_the_audio_re_encoded(clips: dict[str, Path], tm
         translate_video(clips["mkv"], tmp_path / "x.webm", invert, codec="libx264", progress=False)
 
 
+@pytest.mark.parametrize("suffix", [".mov", ".mkv", ".avi"])
+def test_other_containers_keep_frames_rate_and_audio(clips: dict[str, Path], tmp_path: Path, suffix: str) -> None:
+    dst = tmp_path / f"night{suffix}"
+    summary = translate_video(clips["mp4"], dst, invert, progress=False)
+    assert summary.audio == "copied" and audio_packets(dst) == audio_packets(clips["mp4"])
+    assert len(decoded(dst)[0]) == 30 and probe(dst).rate == 30
+
+
 def test_odd_sizes_pad_one_row_for_h264_and_stay_exact_in_vp9(clips: dict[str, Path], tmp_path: Path) -> None:
     h264 = translate_video(clips["odd"], tmp_path / "odd.mp4", identity, progress=False)
     vp9 = translate_video(clips["odd"], tmp_path / "odd.webm", identity, progress=False)
@@ -364,6 +372,8 @@ def test_bad_arguments_are_refused(clips: dict[str, Path], tmp_path: Path) -> No
         translate_video(clips["mp4"], tmp_path / "out.gif", identity)
     with pytest.raises(ValueError, match="not both"):
         translate_video(clips["mp4"], tmp_path / "out.mp4", identity, crf=20, bitrate=10**6)
+    with pytest.raises(ValueError, match=r"crf for libx264 must be in 0\.\.51"):
+        translate_video(clips["mp4"], tmp_path / "out.mp4", identity, crf=60)
     with pytest.raises(ValueError, match="codec must be one of"):
         translate_video(clips["mp4"], tmp_path / "out.mp4", identity, codec="mpeg2video")
     with pytest.raises(ValueError, match="HxWx3 uint8"):
