@@ -565,6 +565,8 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
         raise FileNotFoundError(f"input video {src} does not exist")
     if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst)):
         raise ValueError(f"refusing to overwrite the input {src}")
+    if dst.is_dir():
+        raise ValueError(f"cannot write video {dst}: it is a folder; give the output file's name")
     fmt = _FORMATS.get(dst.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot write video {dst}: the extension must be one of {', '.join(VIDEO_EXTENSIONS)}")

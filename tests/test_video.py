@@ -368,6 +368,8 @@ def test_a_real_generator_translates_a_video(clips: dict[str, Path], tmp_path: P
 def test_bad_arguments_are_refused(clips: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="refusing to overwrite the input"):
         translate_video(clips["mp4"], clips["mp4"], identity, overwrite=True)
+    with pytest.raises(ValueError, match="it is a folder"):
+        translate_video(clips["mp4"], tmp_path, identity)
     with pytest.raises(ValueError, match="extension must be one of"):
         translate_video(clips["mp4"], tmp_path / "out.gif", identity)
     with pytest.raises(ValueError, match="not both"):
