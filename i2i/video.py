@@ -1,10 +1,17 @@
 """Video files: decode, translate in batches and encode, streaming through bounded queues (PyAV, optional).
 
 `translate_video(src, dst, translate_batch)` keeps the input's size, frame timestamps (so variable frame
-rate too), frame count, rotation metadata, colour tags and audio; the translation itself is a callable on
-lists of HxWx3 uint8 RGB frames, e.g. `Translator.translate_arrays`. Frames are handed to it upright (the
-rotation a player would apply is applied first) and turned back before encoding, so the output is stored
-and tagged like the input. PyAV is imported on first use only: `pip install 'i2i[video]'`.
+rate too), frame count, duration, rotation metadata, colour tags and audio; the translation itself is a
+callable on lists of HxWx3 uint8 RGB frames, e.g. `Translator.translate_arrays`. Frames are handed to it
+upright (the rotation a player would apply is applied first) and turned back before encoding, so the
+output is stored and tagged like the input. PyAV is imported on first use only: `pip install 'i2i[video]'`.
+
+Where a container or codec cannot keep something, the nearest thing is done: 4:2:0 H.264 needs even
+sizes, so an odd width or height gets one more column/row (a copy of the last; VP9 keeps odd sizes);
+AVI has no timestamps, so its frames are spaced evenly at the average rate; audio the container cannot
+hold is re-encoded (Opus in WebM, else AAC); Matroska, which cannot start below zero, shifts all streams
+by the input audio's encoder delay (a few ms) when it has one; PyAV before 18 cannot write rotation
+metadata, so frames are then stored upright. Output is 8-bit 4:2:0; subtitle and data streams are dropped.
 """
 
 from __future__ import annotations
@@ -542,7 +549,7 @@ class VideoSummary:
     def line(self) -> str:
         if self.skipped:
             return f"{self.dst}: already there, skipped"
-        quality = f"crf {self.crf}" if self.crf is not None else f"{self.bitrate} b/s"
+        quality = f"crf {self.crf}" if self.crf is not None else f"{self.bitrate / 1000:g} kb/s"
         return (f"{self.dst}: {self.frames} frames in {self.seconds:.1f} s ({self.frames_per_s:.2f} frames/s), "
                 f"{self.codec} {quality}, audio {self.audio}, flicker {self.flicker:.2f}")
 

@@ -200,7 +200,17 @@ def test_other_containers_keep_frames_rate_and_audio(clips: dict[str, Path], tmp
     dst = tmp_path / f"night{suffix}"
     summary = translate_video(clips["mp4"], dst, invert, progress=False)
     assert summary.audio == "copied" and audio_packets(dst) == audio_packets(clips["mp4"])
-    assert len(decoded(dst)[0]) == 30 and probe(dst).rate == 30
+    assert len(decoded(dst)[0]) == 30 and probe(dst).rate == 30 and is_video(dst)
+
+
+def test_quality_follows_crf_or_bitrate(clips: dict[str, Path], tmp_path: Path) -> None:
+    sizes = {}
+    for label, options in {"crf 35": {"crf": 35}, "crf 15": {"crf": 15}, "50 kb/s": {"bitrate": 50_000},
+                           "2000 kb/s": {"bitrate": 2_000_000}}.items():
+        dst = tmp_path / f"{len(sizes)}.mp4"
+        assert f"libx264 {label}," in translate_video(clips["long"], dst, invert, progress=False, **options).line()
+        sizes[label] = dst.stat().st_size
+    assert sizes["crf 35"] < sizes["crf 15"] and sizes["50 kb/s"] < sizes["2000 kb/s"]
 
 
 def test_odd_sizes_pad_one_row_for_h264_and_stay_exact_in_vp9(clips: dict[str, Path], tmp_path: Path) -> None:
