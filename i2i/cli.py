@@ -48,6 +48,7 @@ from i2i.nets import (
     DiscriminatorConfig,
     GeneratorConfig,
 )
+from i2i.video import CODECS
 
 EXIT_INPUTS_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -372,6 +373,7 @@ Examples:
   i2i translate checkpoints/maps big_tiles/ out/ --tile 512 --precision bf16 --format png
   i2i translate RUN IN OUT      # again after a kill: finished files are skipped
   torchrun --standalone --nproc_per_node 4 -m i2i translate RUN IN OUT   # 4 GPUs share the files
+  i2i translate checkpoints/day2night drive.mp4 night.mp4 --crf 20        # a video (pip install 'i2i[video]')
 """)
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
@@ -403,6 +405,11 @@ Examples:
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
 @dist_timeout_option(T.dist_timeout)
+@click.option("--video-codec", type=click.Choice(CODECS), default=None,
+              help="Videos: libx264 (H.264, yuv420p) or libvpx-vp9 [default: VP9 for .webm, else H.264].")
+@click.option("--crf", type=click.IntRange(0, 63), default=None,
+              help="Videos: constant quality, lower is better [default: matched to each input's bits per pixel].")
+@click.option("--bitrate", default=None, help="Videos: a bit rate instead of --crf, e.g. 4M or 800k.")
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
@@ -415,6 +422,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     from i2i.distributed import session
     from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
+    from i2i.video import VideoOptions, parse_bitrate
 
     if owns_process():
         from i2i.process import tune_cpu_allocator
@@ -427,14 +435,16 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
                 checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
                 tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
+            video = VideoOptions(opts["video_codec"], opts["crf"],
+                                 None if opts["bitrate"] is None else parse_bitrate(opts["bitrate"]))
             if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
                 summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
-                                                    strict=opts["strict"]) if group.main else DirSummary()
+                                                    strict=opts["strict"], video=video) if group.main else DirSummary()
             else:
                 summary = translator.translate_dir(
                     input_path, output, fmt=opts["fmt"], overwrite=opts["overwrite"], strict=opts["strict"],
                     batch_size=opts["batch_size"], allow_inside_input=opts["allow_output_inside_input"],
-                    progress=opts["progress"] and group.main, shard=group.shard)
+                    progress=opts["progress"] and group.main, shard=group.shard, video=video)
             summary = merge_summaries(group.gather(summary))  # every process's counts, for rank 0's summary
     except ImageReadError as err:  # --strict: the first input that could not be translated
         stop(f"Error: {err} (stopped there: --strict)", EXIT_INPUTS_FAILED)

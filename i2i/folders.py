@@ -21,6 +21,14 @@ from tqdm.auto import tqdm
 
 from i2i.config import FORMATS
 from i2i.data.io import ImageReadError, convert_depth, is_image_file, read_image, write_image
+from i2i.video import (
+    VIDEO_EXTENSIONS,
+    VideoOptions,
+    VideoReadError,
+    VideoUnavailable,
+    is_video,
+    translate_video,
+)
 
 # (array, tag) pairs in -> (translated array, tag) pairs out, in order (Translator.translate_stream)
 Translate = Callable[[Iterable[tuple[np.ndarray, Any]]], Iterator[tuple[np.ndarray, Any]]]
@@ -44,6 +52,7 @@ class DirSummary:
     failed: list[str] = field(default_factory=list)  # one message per input not translated, naming it
     ignored: list[str] = field(default_factory=list)  # "path: reason" of files left alone (not images, hidden)
     clipped: list[str] = field(default_factory=list)  # inputs whose float values were clipped to [0, 1]
+    videos: list[str] = field(default_factory=list)  # one line per translated video (frames/s, flicker)
     seconds: float = 0.0
 
     @property
@@ -67,7 +76,7 @@ class DirSummary:
             lines += [f"  {entry}" for entry in self.ignored[:limit]]
         if self.clipped:
             lines.append(f"float values clipped to [0, 1] in {len(self.clipped)} file(s), first: {self.clipped[0]}")
-        return lines
+        return lines + [f"video {line}" for line in self.videos]
 
 
 @dataclass
@@ -75,6 +84,7 @@ class TreeScan:
     """Every entry under a folder, sorted into images to translate, inputs that fail, and files left alone."""
 
     images: list[Path] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)  # by extension, or by content for other names
     failed: list[tuple[Path, str]] = field(default_factory=list)
     ignored: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -118,14 +128,18 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
                     scan.failed.append((path, f"symbolic link loop: leads back to {os.path.realpath(path)}"))
                 elif key != skip:
                     pending.append((path, ancestors | {key}))
+            elif stat.S_ISREG(st.st_mode) and not is_image_file(path) and (
+                    path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path)):
+                scan.videos.append(path)
             elif not is_image_file(path):
-                scan.ignored.append((path, "not an image (by its extension)"))
+                scan.ignored.append((path, "not an image or video (by its extension and first bytes)"))
             elif stat.S_ISREG(st.st_mode):
                 scan.images.append(path)
             else:
                 kind = next((k for test, k in _SPECIAL.items() if test(st.st_mode)), "a special file")
                 scan.failed.append((path, f"not a regular file ({kind}); not opened"))
     scan.images.sort()
+    scan.videos.sort()
     scan.failed.sort()
     scan.ignored.sort()
     return scan
@@ -199,8 +213,8 @@ def _clip_warner(summary: DirSummary) -> Callable[[str], None]:
 
 
 def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False,
-                   strict: bool = False) -> DirSummary:
-    """Translate one image file into the file `dst` (its extension picks the format).
+                   strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
+    """Translate one image or video file into the file `dst` (its extension picks the format).
 
     An input that cannot be read, or an output that cannot be written, is counted in `failed` (raised as
     TranslateError with `strict`); a `dst` that could never be written (the input itself, below a file,
@@ -218,6 +232,8 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
     fail = _Failures(summary, strict)
     if dst.exists() and not overwrite:
         summary.skipped = 1
+    elif is_video_file(src):
+        _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
     else:
         try:
             array = read_image(src, warn=_clip_warner(summary))
@@ -237,7 +253,7 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
 def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fmt: str = "same",
                    overwrite: bool = False, strict: bool = False, allow_inside_input: bool = False,
                    io_threads: int = 2, read_ahead: int = 8, progress: bool = True,
-                   shard: tuple[int, int] | None = None) -> DirSummary:
+                   shard: tuple[int, int] | None = None, video: VideoOptions | None = None) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
     Every file is accounted for: translated, skipped (its output exists: a killed run resumes; `overwrite`
@@ -281,10 +297,10 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         if kind:
             scan.failed.append((src, f"not a regular file ({kind}); not opened"))
         else:
-            scan.images.append(src)
-    images = scan.images
+            (scan.videos if is_video_file(src) else scan.images).append(src)
+    images, videos = scan.images, scan.videos
     if shard is not None:
-        images = images[shard[0]::shard[1]]
+        images, videos = images[shard[0]::shard[1]], videos[shard[0]::shard[1]]
         if shard[0] != 0:
             scan.ignored, scan.failed = [], []
     summary.ignored = [f"{shown(path)}: {reason}" for path, reason in scan.ignored]
@@ -337,8 +353,43 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
             except (OSError, ValueError) as err:
                 fail(f"cannot write {path}: {err}")
     bar.close()
+    for source in videos:  # one at a time: each streams its frames through the model
+        out = video_output_path(source, base, dst)
+        if out.exists() and not overwrite:
+            summary.skipped += 1
+        elif not out.parent.resolve().is_relative_to(dst):
+            fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
+        else:
+            _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def is_video_file(path: Path) -> bool:
+    """A video by its extension, or by its first bytes when it has no image extension."""
+    return not is_image_file(path) and (path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path))
+
+
+def video_output_path(source: Path, base: Path, dst: Path) -> Path:
+    """A video's output: the same relative path under `dst`; a name without a video extension gets ".mp4"."""
+    rel = source.relative_to(base)
+    return dst / (rel if rel.suffix.lower() in VIDEO_EXTENSIONS else rel.with_name(rel.name + ".mp4"))
+
+
+def _translate_video(translate: Translate, src: Path, dst: Path, options: VideoOptions, summary: DirSummary,
+                     fail: Callable[[str], None], progress: bool) -> None:
+    """One video through the stream of `translate`, counted in `summary` (failures named, never raised)."""
+    def frames(batch: list[np.ndarray]) -> list[np.ndarray]:
+        return [out for out, _ in translate((frame, None) for frame in batch)]
+
+    try:
+        result = translate_video(src, dst, frames, codec=options.codec, crf=options.crf, bitrate=options.bitrate,
+                                 overwrite=True, progress=progress)
+    except (VideoReadError, VideoUnavailable, OSError, ValueError) as err:
+        fail(f"{src}: {err}")
+        return
+    summary.translated += 1
+    summary.videos.append(result.line())
 
 
 def prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, depth: int) -> Iterator[tuple[Any, Future]]:
@@ -358,4 +409,5 @@ def merge_summaries(summaries: list[DirSummary]) -> DirSummary:
                       failed=[f for s in summaries for f in s.failed],
                       ignored=[f for s in summaries for f in s.ignored],
                       clipped=[f for s in summaries for f in s.clipped],
+                      videos=[f for s in summaries for f in s.videos],
                       seconds=max(s.seconds for s in summaries))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from i2i import folders
+from i2i import folders, video
 from i2i.checkpoint import CheckpointError, load_into, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import SIZE_MODES, RunConfig
 from i2i.data import DataSpec
@@ -27,6 +27,7 @@ from i2i.models import MODELS, run_config_from_dict
 from i2i.models.ema import EMA_SUFFIX
 from i2i.nets import GeneratorConfig
 from i2i.nets.layers import per_image_norm
+from i2i.video import VideoOptions, VideoSummary
 
 T = TypeVar("T")
 
@@ -305,21 +306,36 @@ class Translator:
         raise TypeError(f"cannot translate a {type(x).__name__}: pass a path, PIL image, numpy array or tensor")
 
     def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False,
-                       strict: bool = False) -> DirSummary:
-        """Translate one image file into the file `dst` (its extension picks the format; see i2i.folders)."""
-        return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite, strict=strict)
+                       strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
+        """Translate one image or video file into the file `dst` (its extension picks the format; see
+        i2i.folders)."""
+        return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite, strict=strict,
+                                      video=video)
+
+    def translate_video(self, src: str | Path, dst: str | Path, *, codec: str | None = None, crf: int | None = None,
+                        bitrate: int | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
+        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video)."""
+        return video.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
+                                     crf=crf, bitrate=bitrate, overwrite=overwrite, progress=progress)
+
+    def frames(self, src: str | Path) -> Iterator[np.ndarray]:
+        """A video's translated frames, upright HxWx3 uint8 RGB, one by one (decoding runs ahead in a thread)."""
+        return video.frames(src, self.translate_arrays, batch_size=self.batch_size)
 
     def translate_dir(self, src: str | Path, dst: str | Path, *, fmt: str = "same", overwrite: bool = False,
                       strict: bool = False, batch_size: int | None = None, allow_inside_input: bool = False,
-                      io_threads: int = 2, progress: bool = True, shard: tuple[int, int] | None = None) -> DirSummary:
-        """Translate a file or a whole tree into `dst`, mirroring relative paths and names (see i2i.folders);
-        `shard=(rank, world)`: only this process's share of the files."""
+                      io_threads: int = 2, progress: bool = True, shard: tuple[int, int] | None = None,
+                      video: VideoOptions | None = None) -> DirSummary:
+        """Translate a file or a whole tree of images and videos into `dst`, mirroring relative paths and names
+        (see i2i.folders); `shard=(rank, world)`: only this process's share of the files; `video`: how videos
+        are encoded."""
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
             return self.translate_stream(items, batch_size)
 
         return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
                                       allow_inside_input=allow_inside_input, io_threads=io_threads,
-                                      read_ahead=2 * (batch_size or self.batch_size), progress=progress, shard=shard)
+                                      read_ahead=2 * (batch_size or self.batch_size), progress=progress, shard=shard,
+                                      video=video)
 
 
 def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,

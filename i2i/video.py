@@ -51,6 +51,28 @@ _MPEG_RANGE, _JPEG_RANGE = 1, 2
 _END = object()
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """How translated videos are encoded: `codec` (CODECS; None: by container), `crf` or `bitrate` (bits/s;
+    None: `default_crf` of each input)."""
+
+    codec: str | None = None
+    crf: int | None = None
+    bitrate: int | None = None
+
+
+def parse_bitrate(text: str) -> int:
+    """'4M', '800k' or '2500000' -> bits per second."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise ValueError(f"a bit rate is a number of bits/s, optionally with k or M (e.g. 4M), got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"a bit rate must be positive, got {text!r}")
+    return int(value)
+
+
 class VideoUnavailable(ImportError):
     """PyAV, which i2i uses for video, is not installed."""
 

@@ -411,3 +411,69 @@ def test_missing_pyav_gives_the_install_command(tmp_path: Path, monkeypatch: pyt
         probe(tmp_path / "in.mp4")
     code = "import sys, i2i, i2i.video; assert 'av' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- videos through the Translator, folder walks and the command line ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from helpers import write_pairs
+    from i2i.trainer import train
+
+    tmp = tmp_path_factory.mktemp("video_run")
+    return train(tiny_config(write_pairs(tmp / "pairs"), tmp / "runs", max_steps=1), progress=False).run_dir
+
+
+def test_translator_translates_videos_and_yields_frames(clips: dict[str, Path], tiny_run: Path,
+                                                        tmp_path: Path) -> None:
+    from i2i.inference import Translator
+
+    translator = Translator.from_pretrained(tiny_run, precision="fp32", batch_size=4)
+    summary = translator.translate_video(clips["mp4"], tmp_path / "out.mp4", progress=False)
+    assert summary.frames == probe(clips["mp4"]).frames and (tmp_path / "out.mp4").is_file()
+    got = list(translator.frames(clips["mp4"]))
+    assert len(got) == summary.frames and got[0].shape == (*SIZE, 3)
+    expected = translator.translate_arrays([next(frames(clips["mp4"]))])[0]
+    assert np.array_equal(got[0], expected)  # the same translation as the frame on its own
+
+
+def test_folders_translate_images_and_videos_and_resume(clips: dict[str, Path], tiny_run: Path,
+                                                        tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from i2i.cli import main
+
+    tree = tmp_path / "in"
+    (tree / "drive").mkdir(parents=True)
+    (tree / "drive" / "day.mp4").write_bytes(clips["mp4"].read_bytes())
+    (tree / "clip_without_extension").write_bytes(clips["mp4"].read_bytes())  # a video by its content
+    (tree / "broken.mp4").write_bytes(clips["mp4"].read_bytes()[:3000])
+    from PIL import Image
+
+    Image.fromarray(picture(0, 64, 64)).save(tree / "photo.png")
+    args = ["translate", str(tiny_run), str(tree), str(tmp_path / "out"), "--no-progress", "--crf", "30"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3, result.output  # the broken video failed, named
+    assert "broken.mp4" in result.output and "translated 3," in result.output
+    assert "flicker" in result.output
+    out = tmp_path / "out"
+    assert probe(out / "drive" / "day.mp4").frames == probe(clips["mp4"]).frames
+    assert (out / "clip_without_extension.mp4").is_file() and (out / "photo.png").is_file()
+    assert not (out / "broken.mp4").exists() and not list(out.rglob("*.partial"))
+    again = CliRunner().invoke(main, args)
+    assert "translated 0, skipped 3" in again.output
+
+
+def test_cli_translates_one_video_to_a_file(clips: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from i2i.cli import main
+
+    out = tmp_path / "night.webm"
+    result = CliRunner().invoke(main, ["translate", str(tiny_run), str(clips["mp4"]), str(out), "--no-progress",
+                                       "--bitrate", "300k"])
+    assert result.exit_code == 0, result.output
+    assert len(decoded(out)[0]) == probe(clips["mp4"]).frames  # WebM headers hold no frame count: decode
+    bad = CliRunner().invoke(main, ["translate", str(tiny_run), str(clips["mp4"]), str(out), "--bitrate", "fast",
+                                    "--overwrite"])
+    assert bad.exit_code == 1 and "bit rate" in bad.output
