@@ -110,12 +110,13 @@ def format_table(result: dict[str, Any]) -> str:
     """The scores of evaluate_run / score_folders as an aligned text table (rows: model, identity)."""
     rows = {k: v for k, v in result.items() if k in ("model", "identity", "scores")}
     keys = [k for k in ("psnr", "ssim", "ms_ssim", "fid", "kid", "checkerboard") if any(k in r for r in rows.values())]
-    lines = [f"{'':10}" + "".join(f"{k:>10}" for k in keys)]
+    widths = {k: max(10, len(k) + 2) for k in keys}
+    lines = [f"{'':10}" + "".join(f"{k:>{widths[k]}}" for k in keys)]
     for name, scores in rows.items():
         cells = []
         for k in keys:
             v = scores.get(k)
-            cells.append(f"{'-' if v is None else ('inf' if v == float('inf') else f'{v:.4g}'):>10}")
+            cells.append(f"{'-' if v is None else ('inf' if v == float('inf') else f'{v:.4g}'):>{widths[k]}}")
         lines.append(f"{name:10}" + "".join(cells))
     notes = {s.get("fid_unavailable") for s in rows.values() if s.get("fid_unavailable")}
     return "\n".join(lines + [f"FID/KID skipped: {n}" for n in notes])
