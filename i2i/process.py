@@ -118,7 +118,8 @@ def single_threaded_opencv() -> None:
 
 
 @contextmanager
-def _opencv_threads(count: int) -> Iterator[None]:
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's thread count for the block, restored after."""
     import cv2
 
     before = cv2.getNumThreads()
@@ -191,7 +192,7 @@ def training_flags(device: torch.device, deterministic: bool, compiled: bool) ->
     for graphs it cannot compile. Everything is put back on exit."""
     with ExitStack() as stack:
         stack.enter_context(_deterministic(deterministic))
-        stack.enter_context(_opencv_threads(1))
+        stack.enter_context(opencv_threads(1))
         if device.type == "cuda":
             stack.enter_context(_cuda_flags(deterministic))
         if compiled:

@@ -49,7 +49,7 @@ from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
-from i2i.process import import_dynamo, stop_on_sigint, training_flags
+from i2i.process import import_dynamo, opencv_threads, stop_on_sigint, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
 from i2i.timeline import Timeline
@@ -216,7 +216,7 @@ class Trainer:
                  startup_seconds: float | None = None) -> None:
         """`startup_seconds`: what the process spent before training was asked for (the CLI passes its age)."""
         self.timeline = Timeline(startup=startup_seconds)
-        with self.timeline.phase("setup"):
+        with self.timeline.phase("setup"), opencv_threads(1):  # held again by fit(): see the workers below
             self._set_up(cfg, resume, progress)
 
     def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
@@ -248,7 +248,10 @@ class Trainer:
 
         workers = default_workers(self.place.device, self.dist.local_world) if t.workers is None else t.workers
         # No pinned memory (the reference pins none: page-locking is slow in virtual machines and a batch is a
-        # few MB), and on CUDA workers start from a fork server, never forked from the CUDA-initialised trainer.
+        # few MB). On CUDA workers start from a fork server, never forked from the CUDA-initialised trainer; on
+        # the CPU they are forked (no main-module guard needed in users' scripts), which is safe because this
+        # process keeps OpenCV single-threaded from here on (a fork taken while one of OpenCV's pool threads
+        # holds a lock hangs the worker: seen with a pool started by earlier in-process loading).
         start_method = "forkserver" if self.device.type == "cuda" else None
         self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
                                    seed=t.seed, workers=workers, start_method=start_method, warn=warn,

@@ -107,6 +107,14 @@ def main() -> None:
             results[f"bench_{name}"] = {"seconds": seconds, "exit": code}
             print((out / f"bench_{name}.log").read_text(), flush=True)
 
+    if "bench" not in args.skip:  # the data pipeline alone: does it keep up with the steps above?
+        workers, batches = (["0", "1"], ["1"]) if args.quick else (["0", "4", "8", "15"], ["1", "16"])
+        cmd = [py, "scripts/bench_loader.py", "--data", str(inputs["facades"]), "--workers", *workers,
+               "--batch-size", *batches, "--out", str(out / "bench_loader.json")]
+        seconds, code = run(cmd, out / "bench_loader.log", 300)
+        results["bench_loader"] = {"seconds": seconds, "exit": code}
+        print((out / "bench_loader.log").read_text(), flush=True)
+
     whole = {}
     if "train" not in args.skip:
         whole["pix2pix"] = [py, "-m", "i2i", "train", "pix2pix", "--data", str(inputs["facades"]), "--direction",
@@ -151,7 +159,7 @@ def print_table(results: dict) -> None:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items() if v >= 0.05)
         print(f"{name:<10} {r['exit']:>4} {r['seconds']:7.1f} {REFERENCE_SECONDS[name]:6.1f} {ratio:5.2f}x "
               f"{TARGET_SECONDS[name]:6.1f}s  {parts}")
-    for key in ("bench_eager", "bench_graphs", "ddp", "gpu_tests"):
+    for key in ("bench_eager", "bench_graphs", "bench_loader", "ddp", "gpu_tests"):
         if key in results:
             r = results[key]
             print(f"{key:<12} exit {r['exit']} in {r['seconds']:.0f} s {' '.join(r.get('summary', []))}")
