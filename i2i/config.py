@@ -20,13 +20,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where native, else f
 SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
 FORMATS = ("same", "png", "jpg")  # inference: output file type
 EXPORT_FORMATS = ("onnx", "torchscript")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead: CUDA graphs
 # Named sets of values for the train command's options (by option name) that the user does not type. "paper" is
 # the papers' own setup; "hq" the best combination measured at an equal budget (README, "Quality").
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "hq": {},
-}  # torch.compile modes; reduce-overhead: CUDA graphs
+}
 
 
 @dataclass

@@ -4,18 +4,21 @@ combination, each scored by `i2i eval` on all 100 val images (FID, KID, PSNR, SS
     python scripts/bench_recipes.py --data ../shared/data/facades --out ablation          # every variant, seed 0
     python scripts/bench_recipes.py --data ... --variants paper hq --seeds 0 1             # some, two seeds
     python scripts/bench_recipes.py --data ... --table                                     # the table so far
+    python scripts/bench_recipes.py --data ... --variants paper hq --time-steps 200       # s/step, back to back
 
 Each run is `i2i train pix2pix --data DATA --direction BtoA --epochs 3 --decay-epochs 2` (2,000 steps on 400
 images at batch 1: 1,200 at the initial rate, 800 decaying) plus the variant's options, then `i2i eval RUN
 --data DATA --split val`. Finished runs are skipped, so a killed ablation continues where it stopped.
 Seconds per step are the training loop's own (RUN/timings.json: first step and steps over the step count);
-on a shared machine compare them only between runs made back to back.
+on a shared machine compare them only between runs made back to back. `--time-steps N` does exactly that: short
+runs of each variant, interleaved `--repeats` times, printed as medians and as ratios to the first variant.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +32,8 @@ VARIANTS: dict[str, list[str]] = {
     "spectral": ["--d-norm", "spectral"],
     "ema": ["--ema-decay", "0.999"],
     "input_augment": ["--input-augment"],
+    "resize_ms": ["--upsample", "resize", "--discriminator", "multiscale", "--num-d", "2"],
+    "resize_ms_ema": ["--upsample", "resize", "--discriminator", "multiscale", "--num-d", "2", "--ema-decay", "0.999"],
     "hq": ["--recipe", "hq"],
 }
 BUDGET = ["--epochs", "3", "--decay-epochs", "2"]
@@ -53,6 +58,25 @@ def run_variant(name: str, seed: int, data: Path, out: Path, extra: list[str]) -
     return row(name, seed, run)
 
 
+def time_variants(names: list[str], data: Path, out: Path, steps: int, repeats: int, extra: list[str]) -> None:
+    """Seconds per training step (data + step, the first step excluded) of each variant, interleaved repeats."""
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names:
+            run = out / "timing" / f"{name}_r{repeat}"
+            cmd = [sys.executable, "-m", "i2i", "train", "pix2pix", "--data", str(data), "--direction", "BtoA",
+                   "--max-steps", str(steps), "--seed", "0", "--runs-dir", str(run.parent), "--name", run.name,
+                   "--sample-every", str(steps), "--save-every", str(steps), "--no-progress", *VARIANTS[name], *extra]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            timings = json.loads((run / "timings.json").read_text())
+            seconds[name].append((timings.get("data", 0) + timings["steps"]) / (steps - 1))
+    base = statistics.median(seconds[names[0]])
+    print(f"\n| variant | s/step (median of {repeats}) | ratio to {names[0]} |\n|---|---|---|")
+    for name in names:
+        median = statistics.median(seconds[name])
+        print(f"| {name} | {median:.3f} | {median / base:.2f}× |")
+
+
 def row(name: str, seed: int, run: Path) -> dict:
     scores = json.loads((run / "eval_val.json").read_text())
     timings = json.loads((run / "timings.json").read_text())
@@ -75,13 +99,20 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the facades folder (train/, val/)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/facades"),
+                        help="the facades folder (train/, val/)")
     parser.add_argument("--out", type=Path, default=Path("ablation"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    parser.add_argument("--time-steps", type=int, default=0,
+                        help="only time N training steps of each variant, back to back (no eval)")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats for --time-steps")
     parser.add_argument("extra", nargs="*", help="more train options for every run (after --)")
     args = parser.parse_args()
+    if args.time_steps:
+        time_variants(args.variants, args.data, args.out, args.time_steps, args.repeats, args.extra)
+        return
     rows = []
     for seed in args.seeds:
         for name in args.variants:
