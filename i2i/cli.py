@@ -187,12 +187,20 @@ def training_options(fn: Callable) -> Callable:
                      show_default=True, help="Keep an exponential moving average of the generators' weights "
                      "(e.g. 0.999; 0: off); checkpoints hold both, inference uses the average."),
         click.option("--recipe", type=click.Choice(list(RECIPES)), default=T.recipe, show_default=True,
-                     help="A named set of defaults for the options you do not type: paper (the papers' setup) or "
-                          "hq (the best measured combination; see the README's Quality section)."),
+                     help="A named set of defaults for the options you do not type: "
+                          f"{recipe_summary()} (README: Quality)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+
+def recipe_summary() -> str:
+    """Each recipe with the options it sets, for --help: 'paper (the defaults shown), hq (--upsample resize ...)'."""
+    def options(values: dict[str, Any]) -> str:
+        return " ".join(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+                        for key, value in values.items())
+    return ", ".join(f"{name} ({options(values) or 'the defaults shown'})" for name, values in RECIPES.items())
 
 
 def run_name(model: str, opts: dict) -> str:

@@ -25,7 +25,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile 
 # the papers' own setup; "hq" the best combination measured at an equal budget (README, "Quality").
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "hq": {},
+    "hq": {"upsample": "resize", "discriminator": "multiscale", "num_d": 2},
 }
 
 

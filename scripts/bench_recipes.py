@@ -33,6 +33,7 @@ VARIANTS: dict[str, list[str]] = {
     "ema": ["--ema-decay", "0.999"],
     "input_augment": ["--input-augment"],
     "resize_ms": ["--upsample", "resize", "--discriminator", "multiscale", "--num-d", "2"],
+    "resize_ms_fm": ["--upsample", "resize", "--discriminator", "multiscale", "--num-d", "2", "--lambda-fm", "10"],
     "resize_ms_ema": ["--upsample", "resize", "--discriminator", "multiscale", "--num-d", "2", "--ema-decay", "0.999"],
     "hq": ["--recipe", "hq"],
 }

@@ -73,13 +73,11 @@ def test_named_recipes_resolve_on_the_command_line(paired_root: Path) -> None:
     for name, values in RECIPES.items():
         cfg = json.loads(CliRunner().invoke(main, [*args, "--recipe", name], catch_exceptions=False).output)
         assert cfg["train"]["recipe"] == name
-        flat = {**cfg["model_config"], **cfg["model_config"]["generator"], **cfg["train"], **cfg["data"]}
+        model, train = cfg["model_config"], cfg["train"]
+        where = {"upsample": model["generator"]["upsample"], "discriminator": model["discriminator"]["name"],
+                 "num_d": model["discriminator"]["num_d"], "d_norm": model["discriminator"]["norm"]}
         for option, value in values.items():
-            field = {"num_d": "num_d", "d_norm": "norm"}.get(option, option)
-            got = cfg["model_config"]["discriminator"][field] if option in ("num_d", "d_norm", "discriminator") \
-                else flat.get(option)
-            if option == "discriminator":
-                got = cfg["model_config"]["discriminator"]["name"]
+            got = where[option] if option in where else {**model, **train, **cfg["data"]}[option]
             assert got == value, (name, option)
     typed = json.loads(CliRunner().invoke(main, [*args, "--recipe", "hq", "--upsample", "deconv"],
                                           catch_exceptions=False).output)
@@ -91,3 +89,20 @@ def test_checkerboard_of_a_translated_folder_is_finite(tmp_path: Path) -> None:
 
     images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)]
     assert np.isfinite(checkerboard_score(images, images)) and checkerboard_score(images, images) == 1.0
+
+
+def test_a_recipe_run_translates_with_no_flags_retyped(paired_root: Path, tmp_path: Path) -> None:
+    from i2i.config import RECIPES
+
+    tiny = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
+            "--workers", "0", "--no-progress", "--sample-every", "0", "--max-steps", "2"]
+    trained = CliRunner().invoke(main, ["train", "pix2pix", "--data", str(paired_root), "--runs-dir",
+                                        str(tmp_path / "runs"), "--name", "hq", "--recipe", "hq", *tiny])
+    assert trained.exit_code == 0, trained.output
+    translator = Translator.from_pretrained(tmp_path / "runs" / "hq", device="cpu")
+    assert translator.cfg.train.recipe == "hq"
+    assert translator.gen_cfg.upsample == RECIPES["hq"]["upsample"] != "deconv"
+    out = CliRunner().invoke(main, ["translate", str(tmp_path / "runs" / "hq"), str(paired_root / "train"),
+                                    str(tmp_path / "out")])
+    assert out.exit_code == 0, out.output
+    assert len(list((tmp_path / "out").iterdir())) == len(list((paired_root / "train").iterdir()))
