@@ -36,12 +36,27 @@ def train_args(data: Path, runs: Path, name: str, *more: str) -> list[str]:
     return ["train", "pix2pix", "--data", str(data), "--runs-dir", str(runs), "--name", name, *TINY, *more]
 
 
+@pytest.fixture(autouse=True)
+def deliverable_ctrl_c():
+    """Ctrl-C reaches these tests even where pytest runs with SIGINT ignored (a shell's `cmd &` background job),
+    which i2i rightly respects: Python's own handler for the test process, the default one for its children."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], log: Path) -> subprocess.Popen:
     """`python -m i2i ARGS` with this checkout's i2i, stdout and stderr into `log`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "i2i", *args], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=ROOT)
+                                cwd=ROOT, preexec_fn=sigint_by_default)
 
 
 def in_process(args: list[str]) -> Result:
