@@ -40,15 +40,20 @@ VARIANTS: dict[str, list[str]] = {
 BUDGET = ["--epochs", "3", "--decay-epochs", "2"]
 
 
+def train_command(name: str, data: Path, run: Path, options: list[str]) -> list[str]:
+    """`i2i train pix2pix` (labels -> photo) into the run directory `run`, with the variant's and these options."""
+    return [sys.executable, "-m", "i2i", "train", "pix2pix", "--data", str(data), "--direction", "BtoA",
+            "--runs-dir", str(run.parent), "--name", run.name, "--no-progress", *VARIANTS[name], *options]
+
+
 def run_variant(name: str, seed: int, data: Path, out: Path, extra: list[str]) -> dict | None:
     run = out / "runs" / f"{name}_s{seed}"
     scores = run / "eval_val.json"
     if not scores.is_file():
         if not (run / "timings.json").is_file():
             resume = ["--resume"] if (run / "config.json").is_file() else []
-            cmd = [sys.executable, "-m", "i2i", "train", "pix2pix", "--data", str(data), "--direction", "BtoA",
-                   *BUDGET, "--seed", str(seed), "--runs-dir", str(out / "runs"), "--name", run.name,
-                   "--sample-every", "500", "--save-every", "250", "--no-progress", *VARIANTS[name], *extra, *resume]
+            cmd = train_command(name, data, run, [*BUDGET, "--seed", str(seed), "--sample-every", "500",
+                                                  "--save-every", "250", *extra, *resume])
             print(" ".join(cmd[1:]), flush=True)
             if subprocess.run(cmd).returncode != 0:
                 return None
@@ -65,9 +70,8 @@ def time_variants(names: list[str], data: Path, out: Path, steps: int, repeats: 
     for repeat in range(repeats):
         for name in names:
             run = out / "timing" / f"{name}_r{repeat}"
-            cmd = [sys.executable, "-m", "i2i", "train", "pix2pix", "--data", str(data), "--direction", "BtoA",
-                   "--max-steps", str(steps), "--seed", "0", "--runs-dir", str(run.parent), "--name", run.name,
-                   "--sample-every", str(steps), "--save-every", str(steps), "--no-progress", *VARIANTS[name], *extra]
+            cmd = train_command(name, data, run, ["--max-steps", str(steps), "--seed", "0", "--sample-every",
+                                                  str(steps), "--save-every", str(steps), *extra])
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             timings = json.loads((run / "timings.json").read_text())
             seconds[name].append((timings.get("data", 0) + timings["steps"]) / (steps - 1))
