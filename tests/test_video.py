@@ -166,7 +166,8 @@ def test_rotation_the_model_sees_upright_frames_and_the_metadata_stays(rotated: 
     assert (info.width, info.height, info.rotation) == (48, 40, 90)
     inputs, _ = decoded(src)
     outputs, _ = decoded(dst)
-    assert np.abs(outputs[5].astype(int) - inputs[5].astype(int)).mean() < 3  # stored as the input, not turned
+    # stored as the input, not turned: H.264 noise is ~2.5 (up to 3.2 seen on a loaded machine), a neighbour frame 13
+    assert np.abs(outputs[5].astype(int) - inputs[5].astype(int)).mean() < 6
     upright = next(frames(src)).astype(int)
     # PyAV's rotation is counter-clockwise, as np.rot90 turns: the stored top-left marker ends bottom-left
     assert np.abs(upright - np.rot90(inputs[0], 1)).mean() < 1 < np.abs(upright - np.rot90(inputs[0], -1)).mean()
