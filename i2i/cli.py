@@ -1,7 +1,8 @@
 """The `i2i` command line: builds configs from options and calls the library (no logic of its own).
 
-Every default comes from the config dataclasses (one source of truth); options are named like the fields
-they fill, so `pick()` builds a config from them.
+The train commands are generated from the model registry and the config dataclasses (i2i/cli_options.py):
+every option's help, type and default is read from the field it fills, so the command line and
+`i2i.train(RunConfig(...))` agree on every value.
 
 Exit statuses (the README's "Exit codes"): 0 everything done (inputs translated or already done), 1 an
 error that stopped the command, 2 a usage error (click), 3 some inputs could not be translated or scored
@@ -11,50 +12,36 @@ error that stopped the command, 2 a usage error (click), 3 some inputs could not
 from __future__ import annotations
 
 import dataclasses
-import functools
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 
+from i2i.cli_options import apply, config_options, field_option
 from i2i.config import (
-    AUGMENT_ON,
-    COMPILE_MODES,
     DEVICES,
     DIRECTIONS,
     EXPORT_FORMATS,
     FORMATS,
-    LAYOUTS,
     PRECISIONS,
-    PREPROCESS_MODES,
     RECIPES,
     SIZE_MODES,
     DataConfig,
     RunConfig,
     TrainConfig,
+    apply_recipe,
+    from_options,
 )
-from i2i.models import MODELS
-from i2i.models.cyclegan import CycleGANConfig
-from i2i.models.losses import GAN_LOSSES
-from i2i.models.pix2pix import Pix2PixConfig
-from i2i.nets import (
-    D_NORMS,
-    DISCRIMINATORS,
-    GENERATORS,
-    INITS,
-    NORMS,
-    UPSAMPLES,
-    DiscriminatorConfig,
-    GeneratorConfig,
-)
+from i2i.models import MODELS, Model
+from i2i.nets import DiscriminatorConfig, GeneratorConfig
 from i2i.video import CODECS
 
 EXIT_INPUTS_FAILED = 3
 EXIT_INTERRUPTED = 130
 POSITIVE = click.IntRange(min=1)
 CHANNELS = click.IntRange(1, 3)
-C = TypeVar("C")
 T, D = TrainConfig, DataConfig  # defaults below are read from these
 
 
@@ -82,13 +69,18 @@ def stop(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
-def pick(cls: type[C], opts: dict[str, Any], **overrides: Any) -> C:
-    """An instance of dataclass `cls` from the options named like its fields (paths as strings)."""
-    values = {f.name: opts[f.name] for f in dataclasses.fields(cls) if f.name in opts} | overrides
-    return cls(**{k: str(v) if isinstance(v, Path) else v for k, v in values.items()})
+class ModelCommands(click.Group):
+    """`i2i train`'s sub-commands: one per registered model, generated when asked for (so a model registered
+    after this module was imported has its command too)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(MODELS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return model_command(name, MODELS[name]) if name in MODELS else None
 
 
-@main.group()
+@main.group(cls=ModelCommands)
 def train() -> None:
     """Train a model; each model is a sub-command (`i2i train pix2pix --help`)."""
     if owns_process():
@@ -101,98 +93,55 @@ def train() -> None:
             import_dynamo()
 
 
-def dist_timeout_option(default: float) -> Callable:
-    return click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=default,
-                        show_default=True, help="Under torchrun: seconds a process waits for the others before the "
-                                                "run fails with a message (instead of hanging).")
+def train_field_option(name: str) -> Callable[[Callable], Callable]:
+    """TrainConfig field `name`'s option, for commands other than train that share it."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return field_option(f, typing.get_type_hints(TrainConfig)[name], f.default)
 
 
-def training_options(fn: Callable) -> Callable:
-    """Options every model's train command shares: data preparation, schedule, devices, run directory."""
-    options = [
+def training_options(model_cls: type[Model]) -> list[Callable]:
+    """The options of every train command (data preparation, schedule, devices, run directory), generated from
+    DataConfig and TrainConfig; data options of another data kind, or for another number of generators, left out."""
+    generators = sum(1 for f in model_cls.network_fields.values()
+                     if isinstance(getattr(model_cls.config_class(), f), GeneratorConfig))
+
+    def shown(f: dataclasses.Field) -> bool:
+        return f.metadata.get("data_kind", model_cls.data_kind) == model_cls.data_kind and \
+            f.metadata.get("generators", generators) == generators
+
+    return [
         click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     required=True, help="Dataset root (see datasets/README.md for the layouts)."),
-        click.option("--name", default=None, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL."),
-        click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(T.runs_dir),
-                     show_default=True, help="Folder that holds run directories."),
-        click.option("--max-steps", type=POSITIVE, default=T.max_steps, help="Stop after this many steps (a budget)."),
-        click.option("--epochs", type=click.IntRange(min=0), default=T.epochs, show_default=True,
-                     help="Epochs at the initial learning rate."),
-        click.option("--decay-epochs", type=click.IntRange(min=0), default=T.decay_epochs, show_default=True,
-                     help="Then epochs of linear decay to zero."),
-        click.option("--batch-size", type=POSITIVE, default=T.batch_size, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=T.lr, show_default=True),
-        click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), default=T.beta1, show_default=True),
-        click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default=D.preprocess,
-                     show_default=True, help="How images are resized and cropped."),
-        click.option("--load-size", type=POSITIVE, default=D.load_size, show_default=True,
-                     help="Resize to this first."),
-        click.option("--crop-size", type=POSITIVE, default=D.crop_size, show_default=True,
-                     help="Then crop this (at most --load-size)."),
-        click.option("--flip/--no-flip", default=D.flip, show_default=True, help="Random horizontal flips."),
-        click.option("--augment-on", type=click.Choice(AUGMENT_ON), default=D.augment_on, show_default=True,
-                     help="Where resize/crop/flip run: 'device' does them on the training device (kornia), "
-                          "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound."),
-        click.option("--strict/--no-strict", default=D.strict, show_default=True,
-                     help="Fail on an unreadable image instead of skipping it."),
-        click.option("--device", type=click.Choice(DEVICES), default=T.device, show_default=True),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=T.precision, show_default=True,
-                     help="auto: bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); on a GPU fp32 (TF32) "
-                          "below batch 8, where steps are launch-bound, bf16 from there on; else fp32. "
-                          "Losses are always fp32."),
-        click.option("--channels-last/--no-channels-last", default=T.channels_last,
-                     help="NHWC memory layout [default: on for CUDA, off on the CPU where it measured no gain]."),
-        click.option("--compile/--no-compile", default=T.compile, show_default=True,
-                     help="torch.compile the networks (falls back to eager with a message)."),
-        click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=T.compile_mode, show_default=True,
-                     help="With --compile: reduce-overhead replays CUDA graphs (small, launch-bound GPU batches)."),
-        click.option("--seed", type=int, default=T.seed, show_default=True),
-        click.option("--deterministic/--no-deterministic", default=T.deterministic, show_default=True,
-                     help="Deterministic algorithms only (bit-exact resume on the CPU)."),
-        click.option("--workers", type=click.IntRange(min=0), default=T.workers,
-                     help="DataLoader worker processes [default: picked for the machine]."),
-        click.option("--val-every", type=click.IntRange(min=0), default=T.val_every, show_default=True,
-                     help="Score held-out images every N steps and keep the best checkpoint (0: never)."),
-        click.option("--val-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=T.val_data,
-                     help="Held-out data root [default: --data]."),
-        click.option("--val-split", default=T.val_split, show_default=True,
-                     help="Held-out split (falls back to test)."),
-        click.option("--val-size", type=POSITIVE, default=T.val_size, show_default=True,
-                     help="Images scored each time."),
-        click.option("--val-fid/--no-val-fid", default=T.val_fid, show_default=True,
-                     help="Also FID/KID at validation (needs i2i[metrics]; required for CycleGAN)."),
-        click.option("--best-metric", default=T.best_metric,
-                     help="Validation metric that picks ckpt/best [default: val_psnr, or the first FID]."),
-        click.option("--tensorboard/--no-tensorboard", default=T.tensorboard, show_default=True,
-                     help="Also log to RUN/tensorboard (needs the tensorboard package)."),
-        click.option("--log-every", type=POSITIVE, default=T.log_every, show_default=True),
-        click.option("--sample-every", type=click.IntRange(min=0), default=T.sample_every, show_default=True,
-                     help="Write a sample grid every N steps (0: never)."),
-        click.option("--save-every", type=click.IntRange(min=0), default=T.save_every, show_default=True,
-                     help="Checkpoint every N steps (0: only at the end)."),
-        click.option("--save-minutes", type=click.FloatRange(min=0), default=T.save_minutes, show_default=True,
-                     help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
-        click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
-        click.option("--sync-bn/--no-sync-bn", default=T.sync_bn, show_default=True,
-                     help="Under torchrun: BatchNorm statistics over the global batch (--no-sync-bn: per process)."),
-        dist_timeout_option(T.dist_timeout),
+                     required=True, help=field_help(DataConfig, "root")),
+        click.option("--name", default=None, help=field_help(TrainConfig, "name")),
+        *config_options(TrainConfig, keep=shown),
+        *config_options(DataConfig, keep=shown),
         click.option("--resume", is_flag=True,
                      help="Continue the run NAME from its latest checkpoint (from step 0 if it has none yet); "
                           "model options not typed come from the run."),
-        click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=T.init_from,
-                     help="Start from these weights: a run directory, a checkpoint folder or one .safetensors "
-                          "(e.g. from `i2i import`). Model options not typed come from it; optimizers, schedule "
-                          "and step count start fresh."),
-        click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=T.ema_decay,
-                     show_default=True, help="Keep an exponential moving average of the generators' weights "
-                     "(e.g. 0.999; 0: off); checkpoints hold both, inference uses the average."),
         click.option("--recipe", type=click.Choice(list(RECIPES)), default=T.recipe, show_default=True,
                      help="A named set of defaults for the options you do not type: "
                           f"{recipe_summary()} (README: Quality)."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."),
     ]
-    return functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+
+def model_options(model_cls: type[Model]) -> list[Callable]:
+    """The model's own options: its networks' (defaults from the model's config), its objective's, its channels."""
+    defaults = model_cls.config_class()
+    nets = [getattr(defaults, f) for f in model_cls.network_fields.values()]
+    g = next(n for n in nets if isinstance(n, GeneratorConfig))
+    d = next((n for n in nets if isinstance(n, DiscriminatorConfig)), None)
+    channels = [click.option("--" + name.replace("_", "-"), name, type=CHANNELS, default=value, show_default=True,
+                             help=text)
+                for (name, text), value in zip(model_cls.channel_options.items(), (g.in_channels, g.out_channels),
+                                               strict=True)]
+    return [*config_options(GeneratorConfig, g), *(config_options(DiscriminatorConfig, d) if d else []),
+            *config_options(model_cls.config_class, defaults), *channels]
+
+
+def field_help(cls: type, name: str) -> str:
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def recipe_summary() -> str:
@@ -216,31 +165,40 @@ def typed_options(opts: dict) -> set[str]:
             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
 
 
-def with_recipe(opts: dict) -> dict:
-    """The options, with --recipe's values for the ones the user did not type (a typed option always wins)."""
-    typed = typed_options(opts)
-    return opts | {k: v for k, v in RECIPES[opts["recipe"]].items() if k in opts and k not in typed}
-
-
-def with_source_options(model: str, opts: dict) -> dict:
+def with_source_options(model: str, opts: dict) -> tuple[dict, set[str]]:
     """The options, with the model options the user did not type taken from --init-from's source, or on --resume
-    from the run being resumed (i2i.init_from.options_from_source)."""
+    from the run being resumed (i2i.init_from.options_from_source); and the names of the options so chosen."""
     from i2i.init_from import options_from_source
 
     typed = typed_options(opts)
     try:
-        return options_from_source(model, opts, typed, run_dir=Path(opts["runs_dir"]) / run_name(model, opts))
+        chosen = options_from_source(model, opts, typed, run_dir=Path(opts["runs_dir"]) / run_name(model, opts))
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
+    return chosen, typed | {k for k in chosen if chosen[k] != opts[k]}
 
 
-def run_training(model: str, model_config: object, data: DataConfig, opts: dict) -> None:
-    """Assemble the RunConfig and train it (or print it for --dry-run)."""
+def model_command(name: str, model_cls: type[Model]) -> click.Command:
+    """`i2i train NAME`: every option generated from the configs, one library call."""
+    @apply([*training_options(model_cls), *model_options(model_cls)])
+    def command(**opts: Any) -> None:
+        opts, chosen = with_source_options(name, opts)
+        if opts.get("d_norm", "") is None and "norm" in chosen:  # a chosen --norm carries to the discriminator
+            chosen.add("d_norm")
+        cfg = RunConfig(model=name, model_config=model_cls.config_from_options(opts),
+                        data=from_options(DataConfig, opts, root=opts["data_root"]),
+                        train=from_options(TrainConfig, opts, name=run_name(name, opts), recipe=opts["recipe"]))
+        run_training(apply_recipe(cfg, keep=chosen), opts)
+
+    epilog = f"\b\nExamples:\n{model_cls.examples}\n" if model_cls.examples else None
+    return click.command(name, help=model_cls.__doc__, epilog=epilog)(command)
+
+
+def run_training(cfg: RunConfig, opts: dict) -> None:
+    """Train `cfg` (or print it for --dry-run)."""
     from i2i.distributed import launch_rank
     from i2i.trainer import train as train_run
 
-    name = run_name(model, opts)
-    cfg = RunConfig(model=model, model_config=model_config, data=data, train=pick(TrainConfig, opts, name=name))
     if opts["dry_run"]:
         click.echo(cfg.to_json())
         return
@@ -260,118 +218,6 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     if launch_rank() == 0:
         click.echo(summary.line())
         click.echo(summary.time_line())
-
-
-def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
-                    gan_loss: str) -> Callable[[Callable], Callable]:
-    """Architecture and objective options both models share; each model's config gives the defaults."""
-    options = [
-        click.option("--generator", type=click.Choice(list(GENERATORS)), default=defaults.name, show_default=True),
-        click.option("--discriminator", type=click.Choice(list(DISCRIMINATORS)), default=d_defaults.name,
-                     show_default=True),
-        click.option("--n-layers-d", type=POSITIVE, default=d_defaults.n_layers, show_default=True,
-                     help="Depth of the n_layers discriminator."),
-        click.option("--ngf", type=POSITIVE, default=defaults.base_channels, show_default=True,
-                     help="Generator base channels."),
-        click.option("--ndf", type=POSITIVE, default=d_defaults.base_channels, show_default=True,
-                     help="Discriminator base channels."),
-        click.option("--norm", type=click.Choice(NORMS), default=defaults.norm, show_default=True),
-        click.option("--init", "init_kind", type=click.Choice(INITS), default=defaults.init, show_default=True),
-        click.option("--dropout/--no-dropout", default=defaults.dropout, show_default=True, help="Generator dropout."),
-        click.option("--gan-loss", type=click.Choice(GAN_LOSSES), default=gan_loss, show_default=True),
-        click.option("--upsample", type=click.Choice(UPSAMPLES), default=defaults.upsample, show_default=True,
-                     help="Generator upsampling: deconv (transposed conv, the papers'), resize (nearest x2 + conv: "
-                          "no checkerboard), pixelshuffle (ICNR-initialised sub-pixel conv)."),
-        click.option("--num-d", type=click.IntRange(1, 4), default=None,
-                     help="Scales of --discriminator multiscale (pix2pixHD) [default: 2 there, else 1]."),
-        click.option("--d-norm", type=click.Choice(D_NORMS), default=None,
-                     help="Discriminator normalisation; spectral: spectral norm on every conv [default: --norm]."),
-    ]
-    return lambda fn: functools.reduce(lambda f, option: option(f), reversed(options), fn)
-
-
-def generator_config(opts: dict, in_channels: int, out_channels: int) -> GeneratorConfig:
-    return GeneratorConfig(name=opts["generator"], in_channels=in_channels, out_channels=out_channels,
-                           base_channels=opts["ngf"], norm=opts["norm"], dropout=opts["dropout"],
-                           init=opts["init_kind"], upsample=opts["upsample"])
-
-
-def discriminator_config(opts: dict, in_channels: int) -> DiscriminatorConfig:
-    num_d = opts["num_d"] or (2 if opts["discriminator"] == "multiscale" else 1)
-    return DiscriminatorConfig(name=opts["discriminator"], in_channels=in_channels, base_channels=opts["ndf"],
-                               n_layers=opts["n_layers_d"], norm=opts["d_norm"] or opts["norm"],
-                               init=opts["init_kind"], num_d=num_d)
-
-
-P2P, CG = Pix2PixConfig(), CycleGANConfig()  # each model's defaults, shown by --help
-
-
-@train.command(epilog="""\b
-Examples:
-  i2i train pix2pix --data datasets/facades --direction BtoA
-  i2i train pix2pix --data my_pairs --name maps --max-steps 20000 --precision bf16
-  i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
-  i2i train pix2pix --data my_pairs --name ft --init-from checkpoints/maps    # fine-tune
-  i2i train pix2pix --data my_pairs --dry-run                                 # show config
-  torchrun --standalone --nproc_per_node 4 -m i2i train pix2pix --data my_pairs   # 4 GPUs, one process each
-""")
-@training_options
-@network_options(P2P.generator, P2P.discriminator, P2P.gan_loss)
-@click.option("--direction", type=click.Choice(DIRECTIONS), default=P2P.direction, show_default=True,
-              help="AtoB: translate A (left half / A folder) into B.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default=D.layout, show_default=True,
-              help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
-@click.option("--input-channels", type=CHANNELS, default=P2P.generator.in_channels, show_default=True)
-@click.option("--output-channels", type=CHANNELS, default=P2P.generator.out_channels, show_default=True)
-@click.option("--lambda-l1", type=click.FloatRange(min=0), default=P2P.lambda_l1, show_default=True)
-@click.option("--lambda-fm", type=click.FloatRange(min=0), default=P2P.lambda_fm, show_default=True,
-              help="Feature matching on the discriminator's intermediate features (pix2pixHD: 10; 0: off).")
-@click.option("--input-augment/--no-input-augment", default=D.input_augment, show_default=True,
-              help="Colour jitter, blur and noise on the input image only (never the target).")
-def pix2pix(**opts) -> None:
-    """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator)."""
-    opts = with_source_options("pix2pix", with_recipe(opts))
-    g = generator_config(opts, opts["input_channels"], opts["output_channels"])
-    model_cfg = Pix2PixConfig(generator=g, discriminator=discriminator_config(opts, g.in_channels + g.out_channels),
-                              direction=opts["direction"], gan_loss=opts["gan_loss"], lambda_l1=opts["lambda_l1"],
-                              lambda_fm=opts["lambda_fm"])
-    run_training("pix2pix", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
-
-
-@train.command(epilog="""\b
-Examples:
-  i2i train cyclegan --data datasets/summer2winter_yosemite
-  i2i train cyclegan --data datasets/horse2zebra --max-steps 20000 --crop-size 128 --precision bf16
-  i2i train cyclegan --data datasets/horse2zebra --max-steps 40000 --resume     # continue
-""")
-@training_options
-@network_options(CG.g_ab, CG.d_a, CG.gan_loss)
-@click.option("--a-channels", type=CHANNELS, default=CG.g_ab.in_channels, show_default=True,
-              help="Channels of domain A images.")
-@click.option("--b-channels", type=CHANNELS, default=CG.g_ab.out_channels, show_default=True,
-              help="Channels of domain B images.")
-@click.option("--lambda-cycle", type=click.FloatRange(min=0), default=CG.lambda_cycle, show_default=True,
-              help="Weight of both cycle-consistency L1 terms.")
-@click.option("--lambda-identity", type=click.FloatRange(min=0), default=CG.lambda_identity, show_default=True,
-              help="Identity loss weight, times --lambda-cycle (0: off; needs equal channels).")
-@click.option("--pool-size", type=click.IntRange(min=0), default=CG.pool_size, show_default=True,
-              help="History of generated images shown to the discriminators (0: off).")
-@click.option("--serial/--no-serial", default=D.serial, show_default=True,
-              help="Pair A[i] with B[i] in order instead of a random B.")
-@click.option("--init-direction", type=click.Choice(DIRECTIONS), default=T.init_direction,
-              help="With --init-from a one-generator source (a Pix2Pix G, an imported CycleGAN model): the "
-                   "generator it fills, AtoB (G_AB) or BtoA (G_BA) [default: the direction it translates].")
-def cyclegan(**opts) -> None:
-    """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs)."""
-    opts = with_source_options("cyclegan", with_recipe(opts))
-    a, b = opts["a_channels"], opts["b_channels"]
-    model_cfg = CycleGANConfig(
-        g_ab=generator_config(opts, a, b), g_ba=generator_config(opts, b, a),
-        d_a=discriminator_config(opts, a), d_b=discriminator_config(opts, b),
-        gan_loss=opts["gan_loss"], lambda_cycle=opts["lambda_cycle"], lambda_identity=opts["lambda_identity"],
-        pool_size=opts["pool_size"],
-    )
-    run_training("cyclegan", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
 
 
 @main.command(epilog="""\b
@@ -412,7 +258,7 @@ Examples:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
-@dist_timeout_option(T.dist_timeout)
+@train_field_option("dist_timeout")
 @click.option("--video-codec", type=click.Choice(CODECS), default=None,
               help="Videos: libx264 (H.264, yuv420p) or libvpx-vp9 [default: VP9 for .webm, else H.264].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None,

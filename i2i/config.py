@@ -29,20 +29,35 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+
+def option(default: Any, *, help: str, **cli: Any) -> Any:
+    """A config field with the help text of its command-line option (`i2i.cli` generates the options).
+
+    `cli` holds what the option needs beyond the field's type and default: `choices`, `min`/`max` (with
+    `min_open`/`max_open`), `flag` (an option name other than the field's), `path` ("dir", "existing_dir",
+    "existing"), `data_kind` (only models trained on that kind of data show it), `generators` (only models
+    with that many generators show it), `cli=False` (not an option). Mutable defaults are not supported.
+    """
+    return field(default=default, metadata={"help": help, **cli})
+
 @dataclass
 class DataConfig:
     """Where the images are and how they are prepared; inference reuses the preprocessing fields."""
 
-    root: str = ""
-    layout: str = "auto"  # paired data only: A|B side-by-side files or A/ + B/ folders
-    preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    strict: bool = False  # fail on the first unreadable image instead of skipping it
-    serial: bool = False  # unpaired data only: pair A[i] with B[i % |B|] instead of a random B
-    augment_on: str = "cpu"  # "device": the training device resizes/crops/flips (kornia), the CPU only decodes
-    input_augment: bool = False  # paired data: colour jitter, blur and noise on the input image only
+    root: str = option("", help="Dataset root (see datasets/README.md for the layouts).", cli=False)
+    layout: str = option("auto", choices=LAYOUTS, data_kind="paired",
+                         help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
+    preprocess: str = option("resize_and_crop", choices=PREPROCESS_MODES, help="How images are resized and cropped.")
+    load_size: int = option(286, min=1, help="Resize to this first.")
+    crop_size: int = option(256, min=1, help="Then crop this (at most --load-size).")
+    flip: bool = option(True, help="Random horizontal flips.")
+    strict: bool = option(False, help="Fail on an unreadable image instead of skipping it.")
+    serial: bool = option(False, data_kind="unpaired", help="Pair A[i] with B[i] in order instead of a random B.")
+    augment_on: str = option("cpu", choices=AUGMENT_ON,
+                             help="Where resize/crop/flip run: 'device' does them on the training device (kornia), "
+                                  "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound.")
+    input_augment: bool = option(False, data_kind="paired",
+                                 help="Colour jitter, blur and noise on the input image only (never the target).")
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -60,43 +75,67 @@ class DataConfig:
 class TrainConfig:
     """How long and how the shared trainer runs, and where it writes."""
 
-    name: str = "run"
-    runs_dir: str = "checkpoints"
-    epochs: int = 100  # at the initial learning rate
-    decay_epochs: int = 100  # then linear decay to zero
-    max_steps: int | None = None  # a step budget that ends training early
-    batch_size: int = 1
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool | None = None  # None: on for CUDA (tensor cores like NHWC), off on the CPU (no gain measured)
-    compile: bool = False  # torch.compile each network
-    compile_mode: str = "default"  # "reduce-overhead" replays CUDA graphs: for launch-bound small-batch GPU steps
-    ema_decay: float = 0.0  # keep an exponential moving average of each generator's weights (0: off; e.g. 0.999)
-    recipe: str = "paper"  # the named defaults the run started from (RECIPES); its values are in this config
-    seed: int = 0
-    deterministic: bool = False
-    workers: int | None = None  # DataLoader workers; None picks by machine
-    val_every: int = 0  # score held-out images every N steps (0: never)
-    val_data: str | None = None  # root of the held-out data; None: the training root
-    val_split: str = "val"  # falls back to "test" when the data has no val split
-    val_size: int = 16  # images scored each time (a fixed, evenly spaced subset)
-    val_fid: bool = False  # also FID/KID (needs the metrics extra; required for CycleGAN validation)
-    best_metric: str | None = None  # kept as ckpt/best; None: val_psnr for paired models, else the first FID
-    tensorboard: bool = False  # also log to RUN/tensorboard (needs the tensorboard package)
-    log_every: int = 10
-    sample_every: int = 200
-    save_every: int = 500
-    save_minutes: float = 10.0  # also checkpoint when this long has passed since the last one (0: off)
-    keep_last: int = 3
-    init_from: str | None = None  # start from these weights (run dir, checkpoint folder, .safetensors)
-    init_from_sha256: str | None = None  # the source's weights hash, recorded when the run starts
-    init_direction: str | None = None  # the generator a one-generator source fills (None: the direction it translates)
+    name: str = option("run", cli=False, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL.")
+    runs_dir: str = option("checkpoints", path="dir", help="Folder that holds run directories.")
+    max_steps: int | None = option(None, min=1, help="Stop after this many steps (a budget).")
+    epochs: int = option(100, min=0, help="Epochs at the initial learning rate.")
+    decay_epochs: int = option(100, min=0, help="Then epochs of linear decay to zero.")
+    batch_size: int = option(1, min=1, help="Images per step (per process under torchrun).")
+    lr: float = option(2e-4, min=0, min_open=True, help="Adam learning rate.")
+    beta1: float = option(0.5, min=0, max=1, max_open=True, help="Adam beta1.")
+    beta2: float = option(0.999, cli=False, help="Adam beta2.")
+    device: str = option("auto", choices=DEVICES, help="Training device (auto: CUDA when available).")
+    precision: str = option("auto", choices=PRECISIONS,
+                            help="auto: bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); on a GPU fp32 "
+                                 "(TF32) below batch 8, where steps are launch-bound, bf16 from there on; else fp32. "
+                                 "Losses are always fp32.")
+    channels_last: bool | None = option(
+        None, help="NHWC memory layout [default: on for CUDA, off on the CPU where it measured no gain].")
+    compile: bool = option(False, help="torch.compile the networks (falls back to eager with a message).")
+    compile_mode: str = option("default", choices=COMPILE_MODES,
+                               help="With --compile: reduce-overhead replays CUDA graphs (small, launch-bound GPU "
+                                    "batches).")
+    ema_decay: float = option(0.0, min=0, max=1, max_open=True,
+                              help="Keep an exponential moving average of the generators' weights (e.g. 0.999; 0: "
+                                   "off); checkpoints hold both, inference uses the average.")
+    recipe: str = option("paper", choices=tuple(RECIPES), cli=False,
+                         help="A named set of defaults for the options you do not type (README: Quality).")
+    recipe_values: dict[str, Any] | None = option(
+        None, cli=False, help="The values the recipe set (by option name), recorded when it was applied.")
+    seed: int = option(0, help="Seed of initialisation, data order and augmentation.")
+    deterministic: bool = option(False, help="Deterministic algorithms only (bit-exact resume on the CPU).")
+    workers: int | None = option(None, min=0, help="DataLoader worker processes [default: picked for the machine].")
+    val_every: int = option(0, min=0,
+                            help="Score held-out images every N steps and keep the best checkpoint (0: never).")
+    val_data: str | None = option(None, path="existing_dir", help="Held-out data root [default: --data].")
+    val_split: str = option("val", help="Held-out split (falls back to test).")
+    val_size: int = option(16, min=1, help="Images scored each time (a fixed, evenly spaced subset).")
+    val_fid: bool = option(False, help="Also FID/KID at validation (needs i2i[metrics]; required for CycleGAN).")
+    best_metric: str | None = option(
+        None, help="Validation metric that picks ckpt/best [default: val_psnr, or the first FID].")
+    tensorboard: bool = option(False, help="Also log to RUN/tensorboard (needs the tensorboard package).")
+    log_every: int = option(10, min=1, help="Log the losses every N steps.")
+    sample_every: int = option(200, min=0, help="Write a sample grid every N steps (0: never).")
+    save_every: int = option(500, min=0, help="Checkpoint every N steps (0: only at the end).")
+    save_minutes: float = option(10.0, min=0,
+                                 help="Also checkpoint when this many minutes passed since the last checkpoint "
+                                      "(0: off).")
+    keep_last: int = option(3, min=1, help="Checkpoints kept.")
+    init_from: str | None = option(
+        None, path="existing", help="Start from these weights: a run directory, a checkpoint folder or one "
+        ".safetensors (e.g. from `i2i import`). Model options not typed come from it; optimizers, schedule and step "
+        "count start fresh.")
+    init_from_sha256: str | None = option(None, cli=False, help="The source's weights hash, recorded at the start.")
+    init_direction: str | None = option(
+        None, choices=DIRECTIONS, generators=2,
+        help="With --init-from a one-generator source (a Pix2Pix G, an imported CycleGAN model): the generator it "
+             "fills, AtoB (G_AB) or BtoA (G_BA) [default: the direction it translates].")
     # several processes (torchrun): batch_size is per process; see README "Several GPUs and machines"
-    sync_bn: bool = True  # BatchNorm statistics over the global batch (SyncBatchNorm); False: per process
-    dist_timeout: float = 1800.0  # seconds a process waits for the others before the run fails
+    sync_bn: bool = option(True, help="Under torchrun: BatchNorm statistics over the global batch (--no-sync-bn: "
+                                      "per process).")
+    dist_timeout: float = option(1800.0, min=0, min_open=True,
+                                 help="Under torchrun: seconds a process waits for the others before the run fails "
+                                      "with a message (instead of hanging).")
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
@@ -186,3 +225,49 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
         hint = hints[key]
         kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
     return cls(**kwargs)
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The command-line option (as a click parameter name) that fills field `f`: its `flag`, else its name."""
+    return f.metadata.get("flag", f.name)
+
+
+def is_option(f: dataclasses.Field) -> bool:
+    """Whether field `f` is a command-line option (it has help text and is not marked `cli=False`)."""
+    return "help" in f.metadata and f.metadata.get("cli", True)
+
+
+def from_options(cls: type[T], opts: dict[str, Any], **overrides: Any) -> T:
+    """An instance of config dataclass `cls` from options named like its fields' options (paths as strings);
+    fields with no option in `opts` take their defaults."""
+    values = {f.name: opts[option_name(f)] for f in dataclasses.fields(cls)
+              if is_option(f) and option_name(f) in opts} | overrides
+    return cls(**{k: str(v) if isinstance(v, Path) else v for k, v in values.items()})
+
+
+def apply_recipe(cfg: RunConfig, keep: typing.Collection[str] = ()) -> RunConfig:
+    """`cfg` with its recipe's values (RECIPES, by option name) in every field that still holds its default and
+    whose option is not in `keep` (the options a user typed, or that a source supplied).
+
+    The values set are recorded in `train.recipe_values`; a config that has them is returned as it is, so the
+    command line (which knows what was typed) and `i2i.train` (which does not) resolve a recipe once.
+    """
+    if cfg.train.recipe_values is not None:
+        return cfg
+    wanted = {k: v for k, v in RECIPES[cfg.train.recipe].items() if k not in keep}
+    applied: dict[str, Any] = {}
+
+    def fill(obj: Any) -> Any:
+        changes = {}
+        fresh = type(obj)()  # the value each field has when nobody chose one
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                changes[f.name] = fill(value)
+            elif option_name(f) in wanted and value == getattr(fresh, f.name):
+                changes[f.name] = applied[option_name(f)] = wanted[option_name(f)]
+        return dataclasses.replace(obj, **changes)
+
+    model_config, data, train = fill(cfg.model_config), fill(cfg.data), fill(cfg.train)
+    return dataclasses.replace(cfg, model_config=model_config, data=data,
+                               train=dataclasses.replace(train, recipe_values=applied))

@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 
 from i2i.checkpoint import file_sha256, load_weights, read_metadata, resolve_checkpoint
-from i2i.config import RunConfig, TrainConfig
+from i2i.config import RunConfig, TrainConfig, is_option, option_name
 from i2i.models import MODELS, Model, run_config_from_dict
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
 from i2i.rundir import RunDir
@@ -40,18 +40,22 @@ __all__ = ["InitFromError", "Source", "carry_record", "init_networks", "model_op
 RESUME_CONFLICT = ("--init-from starts a new run from other weights, --resume continues a run from its own "
                    "checkpoints: drop --init-from to resume (a fine-tuned run keeps the source it recorded)")
 
-# The train commands' option names (click parameter names) -> the network config field they fill.
-GENERATOR_OPTIONS = {"generator": "name", "ngf": "base_channels", "norm": "norm", "dropout": "dropout",
-                     "init_kind": "init", "upsample": "upsample"}
-DISCRIMINATOR_OPTIONS = {"discriminator": "name", "ndf": "base_channels", "n_layers_d": "n_layers", "d_norm": "norm",
-                         "num_d": "num_d"}
-# model -> (its model-config field per network, its objective options named like their fields, channel options)
-MODEL_OPTIONS: dict[str, tuple[dict[str, str], tuple[str, ...], tuple[str, str]]] = {
-    "pix2pix": ({"G": "generator", "D": "discriminator"}, ("direction", "gan_loss", "lambda_l1", "lambda_fm"),
-                ("input_channels", "output_channels")),
-    "cyclegan": ({"G_AB": "g_ab", "G_BA": "g_ba", "D_A": "d_a", "D_B": "d_b"},
-                 ("gan_loss", "lambda_cycle", "lambda_identity", "pool_size"), ("a_channels", "b_channels")),
-}
+
+
+def _network_options(cls: type) -> dict[str, str]:
+    """The train commands' option names (click parameter names) -> the network config field each fills."""
+    return {option_name(f): f.name for f in dataclasses.fields(cls) if is_option(f)}
+
+
+GENERATOR_OPTIONS = _network_options(GeneratorConfig)  # generator -> name, ngf -> base_channels, ...
+DISCRIMINATOR_OPTIONS = _network_options(DiscriminatorConfig)  # discriminator -> name, d_norm -> norm, ...
+
+
+def _objective_options(model: str) -> tuple[str, ...]:
+    """The model config's own options (its scalar fields: direction, gan_loss, the lambdas, ...)."""
+    return tuple(option_name(f) for f in dataclasses.fields(MODELS[model].config_class) if is_option(f))
+
+
 FREE_FIELDS = ("init", "init_gain", "dropout")  # never change which weights a network holds
 _RESNET_BODY = re.compile(r"^(model\.\d+\.body\.)(\d+)\.(.+)$")
 
@@ -169,7 +173,7 @@ def options_from_source(model: str, opts: dict[str, Any], typed: set[str], run_d
         implied = _options_from(source, model, opts)
     elif opts.get("resume") and (saved := RunDir(run_dir).saved_config()) is not None:
         saved_cfg = run_config_from_dict(saved)
-        implied = model_options(saved_cfg) if saved_cfg.model == model and model in MODEL_OPTIONS else {}
+        implied = model_options(saved_cfg) if saved_cfg.model == model else {}
     else:
         implied = {}
     if "norm" in typed:  # an untyped --d-norm follows a typed --norm, as it does without a source
@@ -179,11 +183,12 @@ def options_from_source(model: str, opts: dict[str, Any], typed: set[str], run_d
 
 def model_options(cfg: RunConfig) -> dict[str, Any]:
     """The train command's model options that rebuild `cfg`'s model config (its first generator and discriminator)."""
-    fields, objectives, channels = MODEL_OPTIONS[cfg.model]
+    model = MODELS[cfg.model]
+    fields, objectives, channels = model.network_fields, _objective_options(cfg.model), tuple(model.channel_options)
     m = cfg.model_config
     g = next(getattr(m, f) for f in fields.values() if isinstance(getattr(m, f), GeneratorConfig))
-    d = next(getattr(m, f) for f in fields.values() if isinstance(getattr(m, f), DiscriminatorConfig))
-    return (_generator_options(g) | {k: getattr(d, f) for k, f in DISCRIMINATOR_OPTIONS.items()}
+    d = next((getattr(m, f) for f in fields.values() if isinstance(getattr(m, f), DiscriminatorConfig)), None)
+    return (_generator_options(g) | ({k: getattr(d, f) for k, f in DISCRIMINATOR_OPTIONS.items()} if d else {})
             | {k: getattr(m, k) for k in objectives}
             | dict(zip(channels, (g.in_channels, g.out_channels), strict=True)))
 
@@ -193,13 +198,11 @@ def _generator_options(g: GeneratorConfig) -> dict[str, Any]:
 
 
 def _options_from(source: Source, model: str, opts: dict[str, Any]) -> dict[str, Any]:
-    if model not in MODEL_OPTIONS or source.model not in MODEL_OPTIONS:
-        return {}
     networks, generators = _run_layout(model, opts)
     mapping, _ = network_map(source, model, networks, generators, opts.get("init_direction"))
     by_generator = {name: d for d, name in generators.items()}
     placed = [(run, src) for run, src in mapping.items() if run in by_generator]
-    _, _, channel_options = MODEL_OPTIONS[model]
+    channel_options = tuple(MODELS[model].channel_options)
     if source.model == model:
         implied = model_options(source.config)
     elif placed:
@@ -228,7 +231,7 @@ def _run_layout(model: str, opts: dict[str, Any]) -> tuple[list[str], dict[str, 
 
 
 def _network_config(cfg: RunConfig, name: str) -> Any:
-    fields = MODEL_OPTIONS.get(cfg.model, ({},))[0]
+    fields = MODELS[cfg.model].network_fields
     return getattr(cfg.model_config, fields[name]) if name in fields else None
 
 
@@ -323,8 +326,7 @@ def _explain(name: str, src: str, src_cfg: Any, dst_cfg: Any, found: list[str]) 
     if src_cfg is None or dst_cfg is None or type(src_cfg) is not type(dst_cfg):
         return f"{into}: " + "; ".join(found)
     options = GENERATOR_OPTIONS if isinstance(dst_cfg, GeneratorConfig) else DISCRIMINATOR_OPTIONS | {"norm": "norm"}
-    flag = {field: "--" + ("init" if option == "init_kind" else option.replace("_", "-"))
-            for option, field in options.items()}
+    flag = {field: "--" + option.replace("_", "-") for option, field in options.items()}
     diffs = [f"{f.name} {getattr(src_cfg, f.name)} in the source, {getattr(dst_cfg, f.name)} here"
              + (f" ({flag[f.name]})" if f.name in flag else "")
              for f in dataclasses.fields(dst_cfg)

@@ -39,7 +39,7 @@ from i2i.checkpoint import (
     step_name,
     unwrap,
 )
-from i2i.config import RunConfig, TrainConfig
+from i2i.config import RunConfig, TrainConfig, apply_recipe
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError, resolve_split
@@ -588,7 +588,9 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_seconds: float | None = None,
           ) -> Summary:
     """Train the run `cfg` describes (the Python twin of `i2i train`), on this process alone or, under torchrun,
-    as one of several (README: "Several GPUs and machines")."""
+    as one of several (README: "Several GPUs and machines"). A recipe not yet applied fills the fields still at
+    their defaults (`config.apply_recipe`); a resumed run keeps the values it recorded."""
+    cfg = cfg if resume else apply_recipe(cfg)
     t = cfg.train
     with distributed.session(t.device, t.dist_timeout, again="Run the same command with --resume to continue "
                              "from the last checkpoint, on any number of processes.") as group:

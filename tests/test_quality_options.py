@@ -106,3 +106,23 @@ def test_a_recipe_run_translates_with_no_flags_retyped(paired_root: Path, tmp_pa
                                     str(tmp_path / "out")])
     assert out.exit_code == 0, out.output
     assert len(list((tmp_path / "out").iterdir())) == len(list((paired_root / "train").iterdir()))
+
+
+def test_a_recipe_and_derived_defaults_apply_from_python_as_on_the_command_line(paired_root: Path,
+                                                                                   tmp_path: Path) -> None:
+    from i2i.config import apply_recipe
+    from i2i.nets import DiscriminatorConfig
+
+    assert DiscriminatorConfig(name="multiscale").num_d == 2 and DiscriminatorConfig().num_d == 1
+    cfg = tiny_config(paired_root, tmp_path / "runs", max_steps=1)
+    cfg.train.recipe = "hq"
+    resolved = apply_recipe(cfg)
+    g, d = resolved.model_config.generator, resolved.model_config.discriminator
+    assert (g.upsample, d.name, d.num_d) == ("resize", "multiscale", 2)
+    assert resolved.train.recipe_values == {"upsample": "resize", "discriminator": "multiscale", "num_d": 2}
+    assert cfg.model_config.generator.upsample == "deconv"  # the caller's config is left as it was
+    assert apply_recipe(resolved) is resolved  # applied once
+    run = train(cfg, progress=False).run_dir
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model_config"]["generator"]["upsample"] == "resize"
+    assert saved["model_config"]["discriminator"]["name"] == "multiscale"

@@ -8,11 +8,10 @@ from i2i.config import RunConfig
 from i2i.models.base import Model, Update, View
 from i2i.models.cyclegan import CycleGAN, CycleGANConfig
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
-
-MODELS: dict[str, type[Model]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+from i2i.models.registry import MODELS, register_model
 
 __all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update", "View",
-           "build_model", "run_config_from_dict"]
+           "build_model", "register_model", "run_config_from_dict"]
 
 
 def run_config_from_dict(d: dict[str, Any]) -> RunConfig:

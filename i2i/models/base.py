@@ -51,6 +51,16 @@ class Model(nn.Module, ABC):
     """
 
     config_class: ClassVar[type]  # the model's config dataclass; an instance is the constructor's one argument
+    name: ClassVar[str]  # set by @register_model: the CLI command and the configs' "model" field
+    data_kind: ClassVar[str]  # "paired" or "unpaired": which data options its train command shows
+    network_fields: ClassVar[dict[str, str]]  # network name (networks()) -> the config field describing it
+    channel_options: ClassVar[dict[str, str]]  # the train command's channel options (input, output) -> help
+    examples: ClassVar[str] = ""  # the train command's examples, one per line
+
+    @classmethod
+    @abstractmethod
+    def config_from_options(cls, opts: dict[str, Any]) -> Any:
+        """The model's config from the train command's options (named like the config fields' options)."""
 
     @abstractmethod
     def data_spec(self) -> DataSpec:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2i.config import from_options, option
 from i2i.data import DataSpec
 from i2i.models.base import Batch, Losses, Model, Update, View, frozen
 from i2i.models.image_pool import ImagePool
-from i2i.models.losses import GANLoss, discriminator_loss
-from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from i2i.models.losses import GAN_LOSSES, GANLoss, discriminator_loss
+from i2i.models.registry import register_model
+from i2i.nets import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    discriminator_from_options,
+    generator_from_options,
+)
 
 
 def _generator() -> GeneratorConfig:
@@ -31,17 +41,38 @@ class CycleGANConfig:
     g_ba: GeneratorConfig = field(default_factory=_generator)
     d_a: DiscriminatorConfig = field(default_factory=_discriminator)
     d_b: DiscriminatorConfig = field(default_factory=_discriminator)
-    gan_loss: str = "lsgan"
-    lambda_cycle: float = 10.0  # for both cycles (lambda_A = lambda_B in the paper)
-    lambda_identity: float = 0.5  # times lambda_cycle; 0 turns the identity loss off
-    pool_size: int = 50
-    lambda_gp: float = 10.0  # used by the wgangp loss only
+    gan_loss: str = option("lsgan", choices=GAN_LOSSES, help="The adversarial objective.")
+    lambda_cycle: float = option(10.0, min=0, help="Weight of both cycle-consistency L1 terms (lambda_A = lambda_B "
+                                                   "in the paper).")
+    lambda_identity: float = option(0.5, min=0, help="Identity loss weight, times --lambda-cycle (0: off; needs "
+                                                     "equal channels).")
+    pool_size: int = option(50, min=0, help="History of generated images shown to the discriminators (0: off).")
+    lambda_gp: float = option(10.0, cli=False, help="Gradient penalty weight (the wgangp loss only).")
 
 
+@register_model("cyclegan")
 class CycleGAN(Model):
-    """Batches hold unaligned "A" and "B" images. G is updated first, then both discriminators."""
+    """Train CycleGAN on unpaired folders trainA/ and trainB/ (two ResNet generators, two PatchGANs).
+
+    Batches hold unaligned "A" and "B" images. G is updated first, then both discriminators.
+    """
 
     config_class = CycleGANConfig
+    data_kind = "unpaired"
+    network_fields: ClassVar[dict[str, str]] = {"G_AB": "g_ab", "G_BA": "g_ba", "D_A": "d_a", "D_B": "d_b"}
+    channel_options: ClassVar[dict[str, str]] = {"a_channels": "Channels of domain A images.",
+                                                 "b_channels": "Channels of domain B images."}
+    examples = """\
+  i2i train cyclegan --data datasets/summer2winter_yosemite
+  i2i train cyclegan --data datasets/horse2zebra --max-steps 20000 --crop-size 128 --precision bf16
+  i2i train cyclegan --data datasets/horse2zebra --max-steps 40000 --resume     # continue"""
+
+    @classmethod
+    def config_from_options(cls, opts: dict[str, Any]) -> CycleGANConfig:
+        a, b = opts["a_channels"], opts["b_channels"]
+        return from_options(CycleGANConfig, opts, g_ab=generator_from_options(opts, a, b),
+                            g_ba=generator_from_options(opts, b, a), d_a=discriminator_from_options(opts, a),
+                            d_b=discriminator_from_options(opts, b))
 
     def __init__(self, cfg: CycleGANConfig) -> None:
         super().__init__()

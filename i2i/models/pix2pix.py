@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2i.config import DIRECTIONS, from_options, option
 from i2i.data import DataSpec
 from i2i.models.base import Batch, Losses, Model, Update, View, frozen
-from i2i.models.losses import GANLoss, discriminator_loss, feature_matching_loss
-from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from i2i.models.losses import GAN_LOSSES, GANLoss, discriminator_loss, feature_matching_loss
+from i2i.models.registry import register_model
+from i2i.nets import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    discriminator_from_options,
+    generator_from_options,
+)
 
 
 @dataclass
@@ -20,17 +30,39 @@ class Pix2PixConfig:
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    direction: str = "AtoB"
-    gan_loss: str = "vanilla"
-    lambda_l1: float = 100.0
-    lambda_gp: float = 10.0  # used by the wgangp loss only
-    lambda_fm: float = 0.0  # feature matching on D's intermediate features (pix2pixHD: 10); 0 turns it off
+    direction: str = option("AtoB", choices=DIRECTIONS, help="AtoB: translate A (left half / A folder) into B.")
+    gan_loss: str = option("vanilla", choices=GAN_LOSSES, help="The adversarial objective.")
+    lambda_l1: float = option(100.0, min=0, help="Weight of the L1 distance to the target.")
+    lambda_gp: float = option(10.0, cli=False, help="Gradient penalty weight (the wgangp loss only).")
+    lambda_fm: float = option(0.0, min=0, help="Feature matching on the discriminator's intermediate features "
+                                               "(pix2pixHD: 10; 0: off).")
 
 
+@register_model("pix2pix")
 class Pix2Pix(Model):
-    """G maps input -> output; D judges (input, image) pairs. Batches hold "input" and "target"."""
+    """Train Pix2Pix on paired images (U-Net generator + PatchGAN discriminator).
+
+    G maps input -> output; D judges (input, image) pairs. Batches hold "input" and "target".
+    """
 
     config_class = Pix2PixConfig
+    data_kind = "paired"
+    network_fields: ClassVar[dict[str, str]] = {"G": "generator", "D": "discriminator"}
+    channel_options: ClassVar[dict[str, str]] = {"input_channels": "Channels of the input images.",
+                       "output_channels": "Channels of the target images."}
+    examples = """\
+  i2i train pix2pix --data datasets/facades --direction BtoA
+  i2i train pix2pix --data my_pairs --name maps --max-steps 20000 --precision bf16
+  i2i train pix2pix --data my_pairs --name maps --max-steps 40000 --resume   # continue
+  i2i train pix2pix --data my_pairs --name ft --init-from checkpoints/maps    # fine-tune
+  i2i train pix2pix --data my_pairs --dry-run                                 # show config
+  torchrun --standalone --nproc_per_node 4 -m i2i train pix2pix --data my_pairs   # 4 GPUs, one process each"""
+
+    @classmethod
+    def config_from_options(cls, opts: dict[str, Any]) -> Pix2PixConfig:
+        g = generator_from_options(opts, opts["input_channels"], opts["output_channels"])
+        return from_options(Pix2PixConfig, opts, generator=g,
+                            discriminator=discriminator_from_options(opts, g.in_channels + g.out_channels))
 
     def __init__(self, cfg: Pix2PixConfig) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from i2i.config import from_options, option
 from i2i.nets.layers import D_NORMS, INITS, NORMS, UPSAMPLES, check_choice, init_weights
 from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator, PixelDiscriminator
 from i2i.nets.resnet import ResnetGenerator
@@ -15,41 +16,8 @@ from i2i.nets.unet import UNetGenerator
 
 __all__ = [
     "DISCRIMINATORS", "D_NORMS", "GENERATORS", "INITS", "NORMS", "UPSAMPLES", "DiscriminatorConfig", "GeneratorConfig",
-    "build_discriminator", "build_generator",
+    "build_discriminator", "build_generator", "discriminator_from_options", "generator_from_options",
 ]
-
-
-@dataclass
-class GeneratorConfig:
-    """Everything needed to rebuild a generator (saved with its weights); `upsample` is one of UPSAMPLES."""
-
-    name: str = "unet_256"
-    in_channels: int = 3
-    out_channels: int = 3
-    base_channels: int = 64
-    norm: str = "batch"
-    dropout: bool = True
-    init: str = "normal"
-    init_gain: float = 0.02
-    upsample: str = "deconv"
-
-
-@dataclass
-class DiscriminatorConfig:
-    """Everything needed to rebuild a discriminator.
-
-    `n_layers` is used by the `n_layers` and `multiscale` variants, `num_d` (the number of scales) by
-    `multiscale` only; `norm` is one of D_NORMS ("spectral": spectral norm on every conv, no activation norm).
-    """
-
-    name: str = "basic"
-    in_channels: int = 6
-    base_channels: int = 64
-    n_layers: int = 3
-    norm: str = "batch"
-    init: str = "normal"
-    init_gain: float = 0.02
-    num_d: int = 1
 
 
 def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
@@ -76,6 +44,49 @@ DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {
     "pixel": lambda c: PixelDiscriminator(c.in_channels, c.base_channels, c.norm),
     "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d),
 }
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to rebuild a generator (saved with its weights)."""
+
+    name: str = option("unet_256", flag="generator", choices=tuple(GENERATORS), help="Generator architecture.")
+    in_channels: int = option(3, cli=False, help="Input channels.")
+    out_channels: int = option(3, cli=False, help="Output channels.")
+    base_channels: int = option(64, flag="ngf", min=1, help="Generator base channels.")
+    norm: str = option("batch", choices=NORMS, help="Normalisation of the generator (and, unless --d-norm is "
+                                                    "given, the discriminator).")
+    dropout: bool = option(True, help="Generator dropout.")
+    init: str = option("normal", choices=INITS, help="Weight initialisation of every network.")
+    init_gain: float = option(0.02, cli=False, help="Scale of the initial weights.")
+    upsample: str = option("deconv", choices=UPSAMPLES,
+                           help="Generator upsampling: deconv (transposed conv, the papers'), resize (nearest x2 + "
+                                "conv: no checkerboard), pixelshuffle (ICNR-initialised sub-pixel conv).")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Everything needed to rebuild a discriminator.
+
+    `n_layers` is used by the `n_layers` and `multiscale` variants, `num_d` (the number of scales) by
+    `multiscale` only (None: 2 there, else 1); `norm` is one of D_NORMS ("spectral": spectral norm on every conv,
+    no activation norm).
+    """
+
+    name: str = option("basic", flag="discriminator", choices=tuple(DISCRIMINATORS), help="Discriminator architecture.")
+    in_channels: int = option(6, cli=False, help="Input channels (a conditional D sees input and output).")
+    base_channels: int = option(64, flag="ndf", min=1, help="Discriminator base channels.")
+    n_layers: int = option(3, flag="n_layers_d", min=1, help="Depth of the n_layers discriminator.")
+    norm: str = option("batch", flag="d_norm", choices=D_NORMS, cli_default=None,
+                       help="Discriminator normalisation; spectral: spectral norm on every conv [default: --norm].")
+    init: str = option("normal", cli=False, help="Weight initialisation (the CLI's --init sets both networks').")
+    init_gain: float = option(0.02, cli=False, help="Scale of the initial weights.")
+    num_d: int | None = option(None, min=1, max=4, cli_default=None,
+                               help="Scales of --discriminator multiscale (pix2pixHD) [default: 2 there, else 1].")
+
+    def __post_init__(self) -> None:
+        if self.num_d is None:
+            self.num_d = 2 if self.name == "multiscale" else 1
 
 
 def _build(make: Callable[[], nn.Module], init: str, gain: float) -> nn.Module:
@@ -106,3 +117,16 @@ def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
         raise ValueError(f"num_d must be 1 for the {cfg.name!r} discriminator (only 'multiscale' has several "
                          f"scales), got {cfg.num_d}")
     return _build(lambda: DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
+
+
+
+def generator_from_options(opts: dict, in_channels: int, out_channels: int) -> GeneratorConfig:
+    """The generator the command line's network options describe (`i2i.config.from_options`)."""
+    return from_options(GeneratorConfig, opts, in_channels=in_channels, out_channels=out_channels)
+
+
+def discriminator_from_options(opts: dict, in_channels: int) -> DiscriminatorConfig:
+    """The discriminator the network options describe: its norm follows --norm unless --d-norm is given, its
+    initialisation is --init's."""
+    return from_options(DiscriminatorConfig, opts, in_channels=in_channels, norm=opts["d_norm"] or opts["norm"],
+                        init=opts["init"])
