@@ -49,6 +49,7 @@ from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
+from i2i.nets.fast import gemm_convolutions, split_batchnorm
 from i2i.process import import_dynamo, opencv_threads, stop_on_sigint, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
@@ -230,6 +231,8 @@ class Trainer:
         self.place.device = self.dist.device(self.place.device)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
+        for net in self.model.networks().values():  # the speed swaps (i2i/nets/fast.py): same weights and maths
+            split_batchnorm(gemm_convolutions(net))
         check_options(cfg, self.model, resume)
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         self.resume = resume

@@ -29,13 +29,13 @@ from i2i.config import RunConfig
 from i2i.data.layout import DataError
 from i2i.data.sampling import EpochSampler, Skipped, StepSampler
 from i2i.data.stream import BatchStream
-from i2i.distributed import SyncBatchNorm2d, sync_batch_norm
 from i2i.folders import merge_summaries
 from i2i.inference import Translator
 from i2i.models import build_model, run_config_from_dict
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 from i2i.nets import GeneratorConfig, build_generator
-from i2i.nets.layers import SplitBatchNorm2d, separate_batches
+from i2i.nets.fast import SplitBatchNorm2d, separate_batches
+from i2i.nets.sync_batchnorm import SyncBatchNorm2d, sync_batch_norm
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--ngf", "4", "--ndf", "4", "--workers", "0", "--no-progress", "--log-every", "1", "--precision", "fp32",

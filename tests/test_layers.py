@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.nets import layers
-from i2i.nets.layers import (
+from i2i.nets import fast
+from i2i.nets.fast import (
     GEMM_MAX_POSITIONS,
     MatmulConv2d,
     MatmulConvTranspose2d,
@@ -31,8 +31,8 @@ def count_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records each time the matmul formulation (unfold for convs, fold for transposed convs) runs."""
     calls: list[str] = []
     unfold, fold = F.unfold, F.fold
-    monkeypatch.setattr(layers.F, "unfold", lambda *a, **k: calls.append("unfold") or unfold(*a, **k))
-    monkeypatch.setattr(layers.F, "fold", lambda *a, **k: calls.append("fold") or fold(*a, **k))
+    monkeypatch.setattr(fast.F, "unfold", lambda *a, **k: calls.append("unfold") or unfold(*a, **k))
+    monkeypatch.setattr(fast.F, "fold", lambda *a, **k: calls.append("fold") or fold(*a, **k))
     return calls
 
 

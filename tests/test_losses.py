@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from i2i.models.losses import GAN_LOSSES, GANLoss, discriminator_loss, gradient_penalty
+from i2i.nets.fast import split_batchnorm
 from i2i.nets.layers import init_weights
 from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator
 
@@ -146,7 +147,7 @@ def test_discriminator_loss_one_pass_equals_two_separate_passes(norm: str, scale
     a multi-scale critic): losses, gradients and running statistics must equal two separate calls."""
     torch.manual_seed(0)
     critic = PatchDiscriminator(6, 8, 3, norm) if scales == 1 else MultiscaleDiscriminator(6, 8, 3, norm, num_d=2)
-    init_weights(critic)
+    split_batchnorm(init_weights(critic))  # the swap the trainer applies (i2i/nets/fast.py)
     twin = copy.deepcopy(critic)
     real, fake = torch.randn(2, 6, 64, 64), torch.randn(2, 6, 64, 64) * 0.5 + 0.3
     loss = GANLoss("vanilla")

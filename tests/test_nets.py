@@ -16,7 +16,7 @@ from i2i.nets import (
     build_discriminator,
     build_generator,
 )
-from i2i.nets.layers import SplitBatchNorm2d, init_weights
+from i2i.nets.layers import init_weights
 from i2i.nets.patchgan import PatchDiscriminator
 from i2i.nets.resnet import ResnetGenerator
 from i2i.nets.unet import UNetGenerator
@@ -249,8 +249,8 @@ def _nets_with_norm(norm: str) -> list[nn.Module]:
 
 @pytest.mark.parametrize("norm", NORMS)
 def test_norm_layer_types(norm: str) -> None:
-    # i2i's SplitBatchNorm2d is torch's plus sub-batch statistics (see test_layers.py)
-    expected = {"batch": SplitBatchNorm2d, "instance": nn.InstanceNorm2d, "none": None}[norm]
+    # networks are plain PyTorch (the trainer swaps in SplitBatchNorm2d: i2i/nets/fast.py)
+    expected = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d, "none": None}[norm]
     for net in _nets_with_norm(norm):
         kinds = {type(m) for m in _leaves(net) if isinstance(m, nn.BatchNorm2d | nn.InstanceNorm2d)}
         assert kinds == ({expected} if expected else set()), type(net).__name__

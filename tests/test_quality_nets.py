@@ -28,8 +28,8 @@ from i2i.nets import (
     build_discriminator,
     build_generator,
 )
+from i2i.nets.fast import gemm_convolutions
 from i2i.nets.layers import (
-    MatmulConvTranspose2d,
     PixelShuffleConv2d,
     ResizeConv2d,
     SpectralNormConv2d,
@@ -114,13 +114,18 @@ def test_upsampling_shapes_range_and_backward(name: str, upsample: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SIZE))
 def test_every_upsampling_layer_is_replaced(name: str) -> None:
-    """All x2 layers change (the U-Net's output layer too); deconv keeps the U-Net's matmul fast path."""
+    """All x2 layers change (the U-Net's output layer too); the speed swap gives the U-Net's deconvs the matmul
+    fast path."""
     n_ups = {"unet_64": 6, "resnet_6blocks": 2}[name]
-    kinds = {"deconv": MatmulConvTranspose2d if name == "unet_64" else nn.ConvTranspose2d,
+    kinds = {"deconv": nn.ConvTranspose2d,
              "resize": ResizeConv2d, "pixelshuffle": PixelShuffleConv2d}
     for upsample, cls in kinds.items():
         net = build_generator(GeneratorConfig(name=name, base_channels=4, upsample=upsample))
         assert sum(type(m) is cls for m in net.modules()) == n_ups, upsample
+        swapped = {ResizeConv2d: "MatmulResizeConv2d", PixelShuffleConv2d: "MatmulPixelShuffleConv2d"}
+        gemm_convolutions(net)
+        kinds_after = {type(m).__name__ for m in net.modules()}
+        assert swapped.get(cls, "ConvTranspose2d" if name != "unet_64" else "MatmulConvTranspose2d") in kinds_after
         if upsample != "deconv":
             assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
 
@@ -277,7 +282,7 @@ def test_num_d_belongs_to_the_multiscale_discriminator() -> None:
         build_discriminator(DiscriminatorConfig(name="basic", base_channels=4, num_d=2))
     with pytest.raises(ValueError, match="num_d"):
         build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4, num_d=0))
-    assert len(build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4)).scales) == 1
+    assert len(build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4)).scales) == 2  # as on the command line
 
 
 @pytest.mark.parametrize("name", ["basic", "pixel", "multiscale"])

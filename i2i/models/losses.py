@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.nets.layers import separate_batches
+from i2i.nets.fast import one_pass_keeps_batches_apart, separate_batches
 
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
 
@@ -71,12 +71,14 @@ def discriminator_loss(
     """One discriminator's update: half the real + fake loss (as in both papers), plus the gradient penalty
     for wgangp. `fake` must already be detached from the generator. Keys: loss, real, fake[, gp].
 
-    Real and fake are scored in one pass (faster), each half still normalised on its own by BatchNorm at
-    every scale (`separate_batches`; pooling between scales never mixes images). A spectrally normalised
+    Real and fake are scored in one pass (faster) when the critic can keep them apart: each half is still
+    normalised on its own by BatchNorm at every scale (`separate_batches`, after the trainer's `split_batchnorm`
+    swap; pooling between scales never mixes images); a critic with plain BatchNorm scores them in two calls.
+    A spectrally normalised
     critic takes one power-iteration step for the pass where two calls would take two, and scores both
     halves with the same sigma (see SpectralNormConv2d).
     """
-    if real.shape == fake.shape:
+    if real.shape == fake.shape and one_pass_keeps_batches_apart(critic):
         with separate_batches(critic, 2):
             pred_real, pred_fake = _halves(critic(torch.cat([real, fake])))
     else:

@@ -1,10 +1,9 @@
-"""Shared building blocks: normalisation layers by name, weight initialisation, CPU-friendly and upsampling
-convolutions, spectrally normalised convolutions."""
+"""Shared building blocks: normalisation layers by name, weight initialisation, upsampling convolutions,
+spectrally normalised convolutions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
 def norm_layer(kind: str) -> Callable[[int], nn.Module]:
     """Return a constructor `channels -> norm module` for `kind` in D_NORMS ("spectral": no activation norm)."""
     if kind == "batch":
-        return lambda c: SplitBatchNorm2d(c, affine=True, track_running_stats=True)
+        return lambda c: nn.BatchNorm2d(c, affine=True, track_running_stats=True)
     if kind == "instance":
         return lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
     if kind in ("none", "spectral"):
@@ -49,39 +48,6 @@ def upsampling_conv(kind: str, in_channels: int, out_channels: int, bias: bool,
 def conv_layer(norm: str) -> type[nn.Conv2d]:
     """The convolution class a network with `norm` uses: spectrally normalised for "spectral", else nn.Conv2d."""
     return SpectralNormConv2d if norm == "spectral" else nn.Conv2d
-
-
-class SplitBatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d (same parameters) that can treat its batch as equal sub-batches with their own statistics.
-
-    Inside `separate_batches(net, k)` a batch of k stacked sub-batches is normalised exactly as k
-    separate calls would be, running statistics updated in the same order. So a discriminator can
-    score its real and its fake batch in one call (one convolution per layer instead of two).
-    """
-
-    splits = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.splits == 1:
-            return self.normalise(x)
-        return torch.cat([self.normalise(part) for part in x.chunk(self.splits)])
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """One (sub-)batch by its own statistics (i2i.distributed overrides this to share them between processes)."""
-        return super().forward(x)
-
-
-@contextmanager
-def separate_batches(net: nn.Module, splits: int) -> Iterator[None]:
-    """Within the block, `net`'s BatchNorm layers normalise each of `splits` equal sub-batches on its own."""
-    norms = [m for m in net.modules() if isinstance(m, SplitBatchNorm2d)]
-    for m in norms:
-        m.splits = splits
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.splits = 1
 
 
 class PerImageBatchNorm(nn.Module):
@@ -159,64 +125,7 @@ def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn
     return net
 
 
-# Up to this many output (conv) or input (transposed conv) positions in a whole batch, oneDNN's CPU
-# convolutions spend their time on weight reorders, not maths: on the U-Net's inner 4x4 layers
-# (<= 8x8 positions at batch 1, up to 8.4 M weights each) one matrix multiply was 1.5-2.5x faster,
-# fwd + bwd in bf16 (the training step 0.44 -> 0.37 s, batch-1 translation ~20 % faster). Larger
-# maps and batches stay with oneDNN, which wins there.
-GEMM_MAX_POSITIONS = 64
-
-
-def _eager_cpu(x: torch.Tensor) -> bool:
-    """Traced, compiled and exported graphs keep the standard convolution op (portable, shape-generic)."""
-    return x.device.type == "cpu" and not (
-        torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-    )
-
-
-class MatmulConv2d(nn.Conv2d):
-    """nn.Conv2d (same weights, same maths) that runs as unfold + one matmul on small CPU feature maps."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_with(x, self.weight, self.bias)
-
-    def _conv_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """This layer's convolution (stride, padding) with `weight` (any kernel size) and `bias`."""
-        k, s, p = weight.shape[-2:], self.stride, self.padding
-        plain = (self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
-                 and not isinstance(p, str) and x.dim() == 4)
-        if not plain or not _eager_cpu(x):
-            return self._conv_forward(x, weight, bias)
-        n, _, h, w = x.shape
-        ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
-        if n * ho * wo > GEMM_MAX_POSITIONS:
-            return self._conv_forward(x, weight, bias)
-        cols = F.unfold(x, k, padding=p, stride=s)  # N x (C_in*kh*kw) x positions
-        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one matmul for the whole batch (a view at N=1)
-        c_out = weight.shape[0]
-        out = weight.reshape(c_out, -1) @ cols
-        out = out.view(c_out, n, ho, wo).transpose(0, 1)
-        return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
-
-
-class MatmulConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d (same weights, same maths) that runs as one matmul + fold on small CPU inputs.
-
-    A transposed convolution is the adjoint of a convolution: fold (col2im) of W^T @ x.
-    """
-
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        k, s, p = self.kernel_size, self.stride, self.padding
-        plain = (self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0)
-                 and output_size is None and x.dim() == 4)
-        if not plain or not _eager_cpu(x) or x.shape[0] * x.shape[-2] * x.shape[-1] > GEMM_MAX_POSITIONS:
-            return super().forward(x, output_size)
-        n, c, h, w = x.shape
-        ho, wo = (h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1]
-        # x^T @ W keeps the weight contiguous (autocast casting a transposed weight copies it slowly)
-        cols = x.reshape(n, c, h * w).transpose(1, 2) @ self.weight.reshape(c, -1)  # N x positions x C_out*kh*kw
-        out = F.fold(cols.transpose(1, 2), (ho, wo), k, padding=p, stride=s)
-        return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+SMALL_MAP_POSITIONS = 64  # ResizeConv2d upsamples first on maps of at most this many positions (whole batch)
 
 
 def _phase_taps(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -227,7 +136,7 @@ def _phase_taps(w: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.stack([torch.stack([k0, k1 + k2], dim), torch.stack([k0 + k1, k2], dim)])
 
 
-class ResizeConv2d(MatmulConv2d):
+class ResizeConv2d(nn.Conv2d):
     """x2 nearest-neighbour upsampling, then a 3x3 convolution (padding 1): resize-convolution (Odena et al. 2016).
 
     Each output pixel depends on a 2x2 input window, as with the reference's 4x4 stride-2 transposed conv,
@@ -237,11 +146,15 @@ class ResizeConv2d(MatmulConv2d):
     Conv2d's (`weight`, `bias`). On larger maps it is computed exactly but with 4/9 of the multiply-adds of
     upsampling first (those of the transposed conv): the four output phases are 2x2 convolutions of the input
     whose kernels are sums of the 3x3 kernel's taps (one conv to 4x the channels at the input's resolution,
-    then interleaved). unet_256, CPU, bf16, fwd + bwd: 0.38 s, as deconv; 0.56 s upsampling first.
+    then interleaved).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 3, stride=1, padding=1, bias=bias)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This layer's convolution with `weight` (any kernel size); i2i.nets.fast swaps in a faster one."""
+        return self._conv_forward(x, weight, bias)
 
     def phase_kernels(self) -> torch.Tensor:
         """(out_channels * 4) x in_channels x 2 x 2: row o*4 + a*2 + b is output channel o's phase (a, b)."""
@@ -250,18 +163,18 @@ class ResizeConv2d(MatmulConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        if n * h * w <= GEMM_MAX_POSITIONS:
+        if n * h * w <= SMALL_MAP_POSITIONS:
             # on small maps (the U-Net's wide inner layers) deriving the phase kernels costs more than the
-            # convolution they save: unet_256 fwd + bwd took 0.38 s this way, 0.61-0.75 s with phases everywhere
-            return self._conv_with(F.interpolate(x, scale_factor=2, mode="nearest"), self.weight, self.bias)
+            # convolution they save (README: Performance)
+            return self._conv(F.interpolate(x, scale_factor=2, mode="nearest"), self.weight, self.bias)
         # (h+1) x (w+1) windows of the 1-padded input; phase (a, b) of output pixel (i, j) is window (i+a, j+b)
-        p = self._conv_with(x, self.phase_kernels(), None).unflatten(1, (self.out_channels, 2, 2))
+        p = self._conv(x, self.phase_kernels(), None).unflatten(1, (self.out_channels, 2, 2))
         rows = [torch.stack([p[:, :, a, b, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
         out = torch.stack(rows, dim=3).reshape(n, self.out_channels, 2 * h, 2 * w)  # n, o, i, a, j, b
         return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
 
 
-class PixelShuffleConv2d(MatmulConv2d):
+class PixelShuffleConv2d(nn.Conv2d):
     """A 3x3 convolution to `scale**2` times the channels, then PixelShuffle(scale) (sub-pixel convolution).
 
     Weights are a plain Conv2d's with out_channels * scale**2 rows; row c * scale**2 + k is output channel c at
@@ -275,7 +188,10 @@ class PixelShuffleConv2d(MatmulConv2d):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(super().forward(x), self.scale)
+        return F.pixel_shuffle(self._conv(x, self.weight, self.bias), self.scale)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return self._conv_forward(x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={self.scale}"

@@ -7,8 +7,6 @@ from torch import nn
 
 from i2i.nets.layers import (
     NORMS,
-    MatmulConv2d,
-    MatmulConvTranspose2d,
     check_choice,
     conv_bias,
     norm_layer,
@@ -47,12 +45,12 @@ class UNetGenerator(nn.Module):
         widths = [base_channels * m for m in (1, 2, 4, 8)] + [base_channels * 8] * (num_downs - 4)
 
         def down(c_in: int, c_out: int, normed: bool) -> nn.Sequential:
-            conv = MatmulConv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
+            conv = nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
             return nn.Sequential(conv, make_norm(c_out)) if normed else nn.Sequential(conv)
 
         def up_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
             return upsampling_conv(upsample, c_in, c_out, bias,
-                                   lambda: MatmulConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias))
+                                   lambda: nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias))
 
         def up(c_in: int, c_out: int, drop: bool) -> nn.Sequential:
             layers = [nn.ReLU(), up_conv(c_in, c_out, bias)]
@@ -61,7 +59,7 @@ class UNetGenerator(nn.Module):
                 layers.append(nn.Dropout(0.5))
             return nn.Sequential(*layers)
 
-        self.stem = MatmulConv2d(in_channels, widths[0], 4, stride=2, padding=1, bias=bias)
+        self.stem = nn.Conv2d(in_channels, widths[0], 4, stride=2, padding=1, bias=bias)
         self.act = nn.LeakyReLU(0.2)
         # encoder levels 1..num_downs-1; the last (innermost) has no norm
         self.downs = nn.ModuleList(
