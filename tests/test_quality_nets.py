@@ -282,7 +282,7 @@ def test_num_d_belongs_to_the_multiscale_discriminator() -> None:
         build_discriminator(DiscriminatorConfig(name="basic", base_channels=4, num_d=2))
     with pytest.raises(ValueError, match="num_d"):
         build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4, num_d=0))
-    assert len(build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4)).scales) == 2  # as on the command line
+    assert len(build_discriminator(DiscriminatorConfig(name="multiscale", base_channels=4)).scales) == 2
 
 
 @pytest.mark.parametrize("name", ["basic", "pixel", "multiscale"])
