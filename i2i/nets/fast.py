@@ -124,7 +124,7 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         return torch.cat([self.normalise(part) for part in x.chunk(self.splits)])
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """One (sub-)batch by its own statistics (i2i.distributed overrides this to share them between processes)."""
+        """One (sub-)batch by its own statistics (i2i.nets.sync_batchnorm shares them between processes)."""
         return super().forward(x)
 
 
