@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from helpers import tiny_config, write_pairs
@@ -13,20 +12,38 @@ from i2i.timeline import Timeline
 from i2i.trainer import train
 
 
-def test_phases_add_up_and_other_is_what_no_phase_covered() -> None:
-    timeline = Timeline(startup=2.0)
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_phases_sum_their_own_time_and_other_is_what_no_phase_covered() -> None:
+    clock = Clock()
+    timeline = Timeline(clock=clock, startup=2.0)
     with timeline.phase("a"):
-        time.sleep(0.02)
-    time.sleep(0.02)
+        clock.now += 3.0
+    clock.now += 0.5  # outside any phase
     with timeline.phase("a"):
-        time.sleep(0.01)
-    waits = list(timeline.timed(iter([1, 2, 3]), "wait", first="first_wait"))
+        clock.now += 1.0
+
+    def slow(n: int):
+        for i in range(n):
+            clock.now += 0.25 if i == 0 else 0.125  # the first item takes longer to arrive
+            yield i
+
+    waits = []
+    for item in timeline.timed(slow(3), "wait", first="first_wait"):
+        waits.append(item)
+        clock.now += 10.0  # the consumer's own time is not a wait
     report = timeline.report()
-    assert waits == [1, 2, 3]
-    assert 0.03 <= report["a"] < 0.2 and report["startup"] == 2.0
-    assert 0.02 <= report["other"] < 0.2
-    assert {"first_wait", "wait"} <= set(report)
-    assert abs(report["total"] - (2.0 + sum(v for k, v in report.items() if k not in ("startup", "total")))) < 1e-6
+    assert waits == [0, 1, 2]
+    assert report == {"startup": 2.0, "a": 4.0, "first_wait": 0.25, "wait": 0.25, "other": 30.5, "total": 37.0}
+    assert timeline.line().startswith("startup 2.0 s, a 4.0 s, first wait 0.2 s")
 
 
 def test_a_run_records_where_its_time_went(paired_root: Path, tmp_path: Path) -> None:
@@ -36,8 +53,7 @@ def test_a_run_records_where_its_time_went(paired_root: Path, tmp_path: Path) ->
     for phase in ("startup", "setup", "run_directory", "data_start", "first_step", "steps", "checkpoints",
                   "shutdown", "other", "total"):
         assert phase in saved, phase
-    assert saved["startup"] == 1.5 and saved["checkpoints"] > 0
-    assert saved["total"] >= sum(v for k, v in saved.items() if k != "total") - 1e-3
+    assert saved["startup"] == 1.5 and saved["checkpoints"] > 0 and saved["steps"] > 0
     assert summary.time_line().startswith("time: startup 1.5 s")
 
 
