@@ -580,12 +580,11 @@ def to_device(batch: dict, device: torch.device,
 
 def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarray:
     """Rows = samples, columns = the named images side by side (gray shown as RGB)."""
-    rows = []
+    from torchvision.utils import make_grid
+
     n = min(max_rows, next(iter(images.values())).shape[0])
-    for i in range(n):
-        cols = [to_image(img[i].expand(3, -1, -1) if img.shape[1] == 1 else img[i]) for img in images.values()]
-        rows.append(np.concatenate(cols, axis=1))
-    return np.concatenate(rows, axis=0)
+    tiles = [img[i].expand(3, -1, -1) if img.shape[1] == 1 else img[i] for i in range(n) for img in images.values()]
+    return to_image(make_grid(torch.stack(tiles), nrow=len(images), padding=0))
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_seconds: float | None = None,
