@@ -54,7 +54,7 @@ class DataConfig:
     strict: bool = option(False, help="Fail on an unreadable image instead of skipping it.")
     serial: bool = option(False, data_kind="unpaired", help="Pair A[i] with B[i] in order instead of a random B.")
     augment_on: str = option("cpu", choices=AUGMENT_ON,
-                             help="Where resize/crop/flip run: 'device' does them on the training device (kornia), "
+                             help="Where resize/crop/flip run: 'device' does them on the training device, "
                                   "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound.")
     input_augment: bool = option(False, data_kind="paired",
                                  help="Colour jitter, blur and noise on the input image only (never the target).")

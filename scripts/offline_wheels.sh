@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download the wheels an offline machine needs to run i2i beside a torch it already has (GPU nodes often have no
-# network): albumentations, kornia and what they pull in that such images usually lack. Carry DIR there and
+# network): albumentations and what they pull in that such images usually lack. Carry DIR there and
 # install with `pip install --no-index --no-deps DIR/*.whl` (scripts/gpu_check.sh does this from .whl/).
 #   bash scripts/offline_wheels.sh [PYTHON_VERSION] [DIR]          # defaults: 3.12 .whl
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 version=${1:-3.12}
 dir=${2:-.whl}
 mkdir -p "$dir"
-packages=(albumentations albucore kornia kornia_rs pydantic pydantic-core annotated-types typing-inspection
+packages=(albumentations albucore pydantic pydantic-core annotated-types typing-inspection
           stringzilla simsimd)
 platforms=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64 \

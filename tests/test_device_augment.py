@@ -73,7 +73,7 @@ def test_resize_matches_the_cpu_pipeline(tmp_path: Path) -> None:
     raw = collate_skipping([PairedDataset(root, transform=paired_transform(dev_cfg))[(0, 7)]])
     dev = DeviceAugment(dev_cfg)(raw, CPU)["input"][0]
     assert dev.shape == cpu.shape == (3, 48, 48)
-    assert (dev - cpu).abs().mean() < 0.01 and (dev - cpu).abs().max() < 0.1  # cv2 vs kornia bicubic
+    assert (dev - cpu).abs().mean() < 0.01 and (dev - cpu).abs().max() < 0.1  # cv2 vs torch bicubic
 
 
 def test_images_of_different_sizes_batch_after_the_device_resize(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Augmentation on the training device (kornia): the CPU only decodes, the GPU resizes, crops and flips.
+"""Augmentation on the training device: the CPU only decodes, the GPU resizes, crops and flips.
 
 Split in two so that geometry stays reproducible and paired-safe:
 
@@ -51,9 +51,7 @@ class DeviceAugment:
     """Trainer-side half: `augment(batch, device)` -> the batch's tensors on `device`, geometry applied."""
 
     def __init__(self, cfg: DataConfig) -> None:
-        from kornia.geometry import transform  # imported here: 0.2 s that CPU-augmented runs need not pay
-
-        self.cfg, self.kornia = cfg, transform
+        self.cfg = cfg
 
     def __call__(self, batch: dict, device: torch.device,
                  memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, torch.Tensor]:
@@ -87,10 +85,10 @@ class DeviceAugment:
             top, left = min(int(u_row * (h - crop + 1)), h - crop), min(int(u_col * (w - crop + 1)), w - crop)
             x = x[:, top:top + crop, left:left + crop]
         if flip:
-            x = self.kornia.hflip(x)
+            x = x.flip(-1)
         return x.clamp(-1.0, 1.0)
 
     def _resize(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if tuple(x.shape[-2:]) == (height, width):
             return x
-        return self.kornia.resize(x, (height, width), interpolation="bicubic", align_corners=False)
+        return F.interpolate(x[None], size=(height, width), mode="bicubic", align_corners=False)[0]
