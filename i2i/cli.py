@@ -35,6 +35,7 @@ from i2i.config import (
     TrainConfig,
 )
 from i2i.models import MODELS
+from i2i.models.cut import CUT_MODES, MODE_DEFAULTS, CUTConfig
 from i2i.models.cyclegan import CycleGANConfig
 from i2i.models.losses import GAN_LOSSES
 from i2i.models.pix2pix import Pix2PixConfig
@@ -61,7 +62,7 @@ T, D = TrainConfig, DataConfig  # defaults below are read from these
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="i2i")
 def main() -> None:
-    """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
+    """i2i: image-to-image translation (Pix2Pix, CycleGAN, CUT)."""
 
 
 def owns_process() -> bool:
@@ -222,6 +223,12 @@ def with_recipe(opts: dict) -> dict:
     return opts | {k: v for k, v in RECIPES[opts["recipe"]].items() if k in opts and k not in typed}
 
 
+def with_mode(opts: dict) -> dict:
+    """The options, with --mode's paper defaults (CUT or FastCUT) for the ones the user did not type."""
+    typed = typed_options(opts)
+    return opts | {k: v for k, v in MODE_DEFAULTS[opts["mode"]].items() if k in opts and k not in typed}
+
+
 def with_source_options(model: str, opts: dict) -> dict:
     """The options, with the model options the user did not type taken from --init-from's source, or on --resume
     from the run being resumed (i2i.init_from.options_from_source)."""
@@ -293,14 +300,15 @@ def network_options(defaults: GeneratorConfig, d_defaults: DiscriminatorConfig,
 def generator_config(opts: dict, in_channels: int, out_channels: int) -> GeneratorConfig:
     return GeneratorConfig(name=opts["generator"], in_channels=in_channels, out_channels=out_channels,
                            base_channels=opts["ngf"], norm=opts["norm"], dropout=opts["dropout"],
-                           init=opts["init_kind"], upsample=opts["upsample"])
+                           init=opts["init_kind"], upsample=opts["upsample"], antialias=opts.get("antialias", False))
 
 
 def discriminator_config(opts: dict, in_channels: int) -> DiscriminatorConfig:
     num_d = opts["num_d"] or (2 if opts["discriminator"] == "multiscale" else 1)
     return DiscriminatorConfig(name=opts["discriminator"], in_channels=in_channels, base_channels=opts["ndf"],
                                n_layers=opts["n_layers_d"], norm=opts["d_norm"] or opts["norm"],
-                               init=opts["init_kind"], num_d=num_d)
+                               init=opts["init_kind"], num_d=num_d,
+                               antialias=opts.get("antialias", False) and opts["discriminator"] != "pixel")
 
 
 P2P, CG = Pix2PixConfig(), CycleGANConfig()  # each model's defaults, shown by --help
@@ -372,6 +380,58 @@ def cyclegan(**opts) -> None:
         pool_size=opts["pool_size"],
     )
     run_training("cyclegan", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
+
+
+CT = CUTConfig()
+
+
+@train.command(epilog="""\b
+Examples:
+  i2i train cut --data datasets/summer2winter_yosemite
+  i2i train cut --data datasets/horse2zebra --mode fastcut --max-steps 20000 --crop-size 128
+  i2i train cut --data datasets/horse2zebra --generator unet_256 --no-antialias    # CUT with a U-Net
+""")
+@training_options
+@network_options(CT.generator, CT.discriminator, CT.gan_loss)
+@click.option("--mode", type=click.Choice(CUT_MODES), default=CT.mode, show_default=True,
+              help="The paper's setup for the options you do not type: cut (--lambda-nce 1 --nce-idt, 200 + 200 "
+                   "epochs) or fastcut (--lambda-nce 10 --no-nce-idt --flip-equivariance, 150 + 50 epochs).")
+@click.option("--antialias/--no-antialias", default=CT.generator.antialias, show_default=True,
+              help="The reference CUT's blur-pool downsampling and blur upsampling (ResNet G, PatchGAN D).")
+@click.option("--a-channels", type=CHANNELS, default=CT.generator.in_channels, show_default=True,
+              help="Channels of domain A images.")
+@click.option("--b-channels", type=CHANNELS, default=CT.generator.out_channels, show_default=True,
+              help="Channels of domain B images.")
+@click.option("--lambda-gan", type=click.FloatRange(min=0), default=CT.lambda_gan, show_default=True)
+@click.option("--lambda-nce", type=click.FloatRange(min=0), default=CT.lambda_nce, show_default=True,
+              help="PatchNCE weight [default: from --mode].")
+@click.option("--nce-idt/--no-nce-idt", default=CT.nce_idt, show_default=True,
+              help="Also PatchNCE between B and G(B) [default: from --mode].")
+@click.option("--flip-equivariance/--no-flip-equivariance", default=CT.flip_equivariance, show_default=True,
+              help="Feed G a flipped batch half the time, its features flipped back [default: from --mode].")
+@click.option("--nce-layers", default=CT.nce_layers,
+              help="Generator layers tapped for PatchNCE: module names (model.4, downs.0) or ResNet indices, "
+                   "comma-separated [default: resnet 0,4,8,12,16 as the reference; unet stem,downs.0-3].")
+@click.option("--num-patches", type=POSITIVE, default=CT.num_patches, show_default=True,
+              help="Patches sampled per layer and image.")
+@click.option("--nce-t", type=click.FloatRange(min=0, min_open=True), default=CT.nce_t, show_default=True,
+              help="PatchNCE temperature.")
+@click.option("--serial/--no-serial", default=D.serial, show_default=True,
+              help="Pair A[i] with B[i] in order instead of a random B.")
+def cut(**opts) -> None:
+    """Train CUT or FastCUT on unpaired folders trainA/ and trainB/ (one G, one D, PatchNCE; A -> B)."""
+    opts = with_source_options("cut", with_mode(with_recipe(opts)))
+    if opts["generator"].startswith("unet") and "antialias" not in typed_options(opts):
+        opts["antialias"] = False  # the blur sampling is the ResNet's; a U-Net keeps its own
+    a, b = opts["a_channels"], opts["b_channels"]
+    model_cfg = CUTConfig(
+        generator=generator_config(opts, a, b), discriminator=discriminator_config(opts, b), mode=opts["mode"],
+        gan_loss=opts["gan_loss"], lambda_gan=opts["lambda_gan"], lambda_nce=opts["lambda_nce"],
+        nce_idt=opts["nce_idt"], flip_equivariance=opts["flip_equivariance"], nce_layers=opts["nce_layers"],
+        num_patches=opts["num_patches"], nce_t=opts["nce_t"])
+    if model_cfg.generator.antialias and not model_cfg.generator.name.startswith("resnet"):
+        raise click.UsageError("--antialias is for the ResNet generators, not a U-Net (drop it)")
+    run_training("cut", model_cfg, pick(DataConfig, opts, root=opts["data_root"]), opts)
 
 
 @main.command(epilog="""\b

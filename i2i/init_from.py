@@ -42,7 +42,7 @@ RESUME_CONFLICT = ("--init-from starts a new run from other weights, --resume co
 
 # The train commands' option names (click parameter names) -> the network config field they fill.
 GENERATOR_OPTIONS = {"generator": "name", "ngf": "base_channels", "norm": "norm", "dropout": "dropout",
-                     "init_kind": "init", "upsample": "upsample"}
+                     "init_kind": "init", "upsample": "upsample", "antialias": "antialias"}
 DISCRIMINATOR_OPTIONS = {"discriminator": "name", "ndf": "base_channels", "n_layers_d": "n_layers", "d_norm": "norm",
                          "num_d": "num_d"}
 # model -> (its model-config field per network, its objective options named like their fields, channel options)
@@ -51,6 +51,9 @@ MODEL_OPTIONS: dict[str, tuple[dict[str, str], tuple[str, ...], tuple[str, str]]
                 ("input_channels", "output_channels")),
     "cyclegan": ({"G_AB": "g_ab", "G_BA": "g_ba", "D_A": "d_a", "D_B": "d_b"},
                  ("gan_loss", "lambda_cycle", "lambda_identity", "pool_size"), ("a_channels", "b_channels")),
+    "cut": ({"G": "generator", "D": "discriminator"},
+            ("mode", "gan_loss", "lambda_nce", "nce_idt", "flip_equivariance", "nce_layers", "num_patches", "nce_t"),
+            ("a_channels", "b_channels")),
 }
 FREE_FIELDS = ("init", "init_gain", "dropout")  # never change which weights a network holds
 _RESNET_BODY = re.compile(r"^(model\.\d+\.body\.)(\d+)\.(.+)$")

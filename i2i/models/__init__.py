@@ -6,13 +6,14 @@ from typing import Any
 
 from i2i.config import RunConfig
 from i2i.models.base import Model, Update, View
+from i2i.models.cut import CUT, CUTConfig
 from i2i.models.cyclegan import CycleGAN, CycleGANConfig
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 
-MODELS: dict[str, type[Model]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+MODELS: dict[str, type[Model]] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN, "cut": CUT}
 
-__all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update", "View",
-           "build_model", "run_config_from_dict"]
+__all__ = ["CUT", "MODELS", "CUTConfig", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update",
+           "View", "build_model", "run_config_from_dict"]
 
 
 def run_config_from_dict(d: dict[str, Any]) -> RunConfig:

@@ -11,11 +11,12 @@ from torch import nn
 from i2i.nets.layers import D_NORMS, INITS, NORMS, UPSAMPLES, check_choice, init_weights
 from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator, PixelDiscriminator
 from i2i.nets.resnet import ResnetGenerator
+from i2i.nets.taps import PatchMLP, tap_features, tap_names
 from i2i.nets.unet import UNetGenerator
 
 __all__ = [
     "DISCRIMINATORS", "D_NORMS", "GENERATORS", "INITS", "NORMS", "UPSAMPLES", "DiscriminatorConfig", "GeneratorConfig",
-    "build_discriminator", "build_generator",
+    "PatchMLP", "build_discriminator", "build_generator", "build_patch_mlp", "tap_features", "tap_names",
 ]
 
 
@@ -32,6 +33,7 @@ class GeneratorConfig:
     init: str = "normal"
     init_gain: float = 0.02
     upsample: str = "deconv"
+    antialias: bool = False  # ResNet only: the reference CUT's blur-pool down / blur up sampling (CUT's default)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class DiscriminatorConfig:
     init: str = "normal"
     init_gain: float = 0.02
     num_d: int = 1
+    antialias: bool = False  # PatchGANs: stride-1 convs then blur-pool, as the reference CUT's (CUT's default)
 
 
 def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
@@ -59,7 +62,7 @@ def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
 
 def _resnet(n_blocks: int) -> Callable[[GeneratorConfig], nn.Module]:
     return lambda c: ResnetGenerator(c.in_channels, c.out_channels, n_blocks, c.base_channels, c.norm, c.dropout,
-                                     c.upsample)
+                                     c.upsample, c.antialias)
 
 
 GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
@@ -71,10 +74,11 @@ GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
 }
 
 DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {
-    "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm),
-    "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm),
+    "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm, c.antialias),
+    "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.antialias),
     "pixel": lambda c: PixelDiscriminator(c.in_channels, c.base_channels, c.norm),
-    "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d),
+    "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d,
+                                                    c.antialias),
 }
 
 
@@ -95,6 +99,8 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
     check_choice(cfg.name, tuple(GENERATORS), "generator")
     check_choice(cfg.norm, NORMS, "generator norm")
     check_choice(cfg.upsample, UPSAMPLES, "upsampling")
+    if cfg.antialias and not cfg.name.startswith("resnet"):
+        raise ValueError(f"antialias is an option of the ResNet generators, not {cfg.name!r}")
     return _build(lambda: GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
 
 
@@ -105,4 +111,11 @@ def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     if cfg.num_d != 1 and cfg.name != "multiscale":
         raise ValueError(f"num_d must be 1 for the {cfg.name!r} discriminator (only 'multiscale' has several "
                          f"scales), got {cfg.num_d}")
+    if cfg.antialias and cfg.name == "pixel":
+        raise ValueError("antialias changes the PatchGANs' downsampling; the pixel discriminator has none")
     return _build(lambda: DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
+
+
+def build_patch_mlp(channels: list[int], width: int, init: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Construct and initialise CUT's patch MLP head for tapped layers of these channel counts (on the CPU)."""
+    return _build(lambda: PatchMLP(channels, width), init, gain)

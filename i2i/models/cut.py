@@ -1,0 +1,176 @@
+"""CUT and FastCUT (Park et al. 2020): one generator, one discriminator and a patch MLP head; GAN + PatchNCE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from i2i.data import DataSpec
+from i2i.models.base import Batch, Losses, Model, Update, View, frozen
+from i2i.models.losses import GANLoss, discriminator_loss, patch_nce_loss
+from i2i.nets import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    build_patch_mlp,
+    tap_features,
+)
+
+CUT_MODES = ("cut", "fastcut")
+# The reference's nce_layers 0,4,8,12,16 of its ResNet Sequential; for a U-Net, the stem and the first encoder levels.
+DEFAULT_LAYERS = {"resnet": "model.0,model.4,model.8,model.12,model.16", "unet": "stem,downs.0,downs.1,downs.2,downs.3"}
+# What --mode sets (the paper's setups); a typed option wins.
+MODE_DEFAULTS = {
+    "cut": {"lambda_nce": 1.0, "nce_idt": True, "flip_equivariance": False, "epochs": 200, "decay_epochs": 200},
+    "fastcut": {"lambda_nce": 10.0, "nce_idt": False, "flip_equivariance": True, "epochs": 150, "decay_epochs": 50},
+}
+
+
+def _generator() -> GeneratorConfig:
+    return GeneratorConfig(name="resnet_9blocks", norm="instance", dropout=False, init="xavier", antialias=True)
+
+
+def _discriminator() -> DiscriminatorConfig:
+    return DiscriminatorConfig(name="basic", in_channels=3, norm="instance", init="xavier", antialias=True)
+
+
+@dataclass
+class CUTConfig:
+    """The CUT / FastCUT objective and its networks (G: A -> B, D judges B, F: the patch MLP head)."""
+
+    generator: GeneratorConfig = field(default_factory=_generator)
+    discriminator: DiscriminatorConfig = field(default_factory=_discriminator)
+    mode: str = "cut"  # cut | fastcut: the paper's setup the other fields started from (MODE_DEFAULTS)
+    gan_loss: str = "lsgan"
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0  # PatchNCE weight (FastCUT: 10)
+    nce_idt: bool = True  # also PatchNCE between B and G(B) (CUT: on; FastCUT: off)
+    flip_equivariance: bool = False  # G sees a horizontally flipped batch half the time (FastCUT: on)
+    nce_layers: str = ""  # generator modules tapped, comma-separated names or ResNet indices; "": the defaults
+    num_patches: int = 256  # patches sampled per layer and image
+    nce_t: float = 0.07  # the softmax temperature
+    mlp_width: int = 256  # channels of the patch MLP head (the reference's netF_nc)
+    lambda_gp: float = 10.0  # used by the wgangp loss only
+
+    def layers(self) -> list[str]:
+        """The tapped module names: a bare index N means the ResNet's `model.N`, as the reference counts."""
+        spec = self.nce_layers or DEFAULT_LAYERS["unet" if self.generator.name.startswith("unet") else "resnet"]
+        names = [part.strip() for part in spec.split(",") if part.strip()]
+        return [f"model.{n}" if n.isdigit() else n for n in names]
+
+
+class CUT(Model):
+    """Batches hold unaligned "A" and "B" images. D is updated first, then G together with F."""
+
+    config_class = CUTConfig
+
+    def __init__(self, cfg: CUTConfig) -> None:
+        super().__init__()
+        g, d = cfg.generator, cfg.discriminator
+        if cfg.mode not in CUT_MODES:
+            raise ValueError(f"unknown CUT mode {cfg.mode!r}; choose from {', '.join(CUT_MODES)}")
+        if d.in_channels != g.out_channels:
+            raise ValueError(f"D judges G's outputs: it needs {g.out_channels} channels, got {d.in_channels}")
+        if cfg.nce_idt and g.in_channels != g.out_channels:
+            raise ValueError(f"the NCE identity term feeds B to G, so A and B need the same channels "
+                             f"({g.in_channels} vs {g.out_channels}); turn nce_idt off")
+        if cfg.num_patches < 1 or cfg.nce_t <= 0 or cfg.mlp_width < 1:
+            raise ValueError(f"num_patches and mlp_width must be >= 1 and nce_t > 0, got {cfg.num_patches}, "
+                             f"{cfg.mlp_width}, {cfg.nce_t}")
+        self.cfg = cfg
+        self.layers = cfg.layers()
+        self.G = build_generator(g)
+        self.D = build_discriminator(d)
+        self.F = build_patch_mlp(self._tap_channels(), cfg.mlp_width, g.init, g.init_gain)
+        self.gan_loss = GANLoss(cfg.gan_loss)
+        self.rng = torch.Generator().manual_seed(0)  # patch positions and flips; checkpointed
+        self._flipped = False
+
+    def _tap_channels(self) -> list[int]:
+        """The tapped layers' channels, from a pass of a shape-only copy of G (no memory, no compute)."""
+        with torch.device("meta"):
+            probe = build_generator(self.cfg.generator)
+            size = 8 * getattr(probe, "size_multiple", 4)  # large enough for every padding on the way
+            features = tap_features(probe, torch.empty(1, self.cfg.generator.in_channels, size, size), self.layers)
+        return [f.shape[1] for f in features]
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec("unpaired", (self.cfg.generator.in_channels, self.cfg.generator.out_channels))
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, "F": self.F}
+
+    def generators(self) -> dict[str, str]:
+        return {"AtoB": "G"}
+
+    def generator_config(self, name: str) -> GeneratorConfig:
+        return {"G": self.cfg.generator}[name]
+
+    def views(self) -> dict[str, View]:
+        return {"AtoB": View(source="A", target="B", paired=False)}
+
+    def updates(self) -> list[Update]:
+        return [Update("D", list(self.D.parameters()), self.discriminator_losses),
+                Update("G", [*self.G.parameters(), *self.F.parameters()], self.generator_losses)]
+
+    def training_state(self) -> dict:
+        """The sampling generator travels with checkpoints so a resumed run draws the same patches."""
+        return {"rng": self.rng.get_state()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+
+    def generate(self, batch: Batch) -> Batch:
+        real_A = batch["A"]
+        real = torch.cat([real_A, batch["B"]]) if self.cfg.nce_idt and self.training else real_A
+        self._flipped = (self.cfg.flip_equivariance and self.training
+                         and bool(torch.rand((), generator=self.rng) < 0.5))
+        fake = self.G(real.flip(3) if self._flipped else real)
+        n = real_A.shape[0]
+        fakes = {"fake_B": fake[:n]}
+        if fake.shape[0] > n:
+            fakes["idt_B"] = fake[n:]
+        return fakes
+
+    def discriminator_losses(self, batch: Batch, fakes: Batch) -> Losses:
+        out = discriminator_loss(self.gan_loss, self.D, batch["B"], fakes["fake_B"].detach(), self.cfg.lambda_gp)
+        return {"loss": out.pop("loss"), **{f"D_{k}": v for k, v in out.items()}}
+
+    def nce_loss(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """PatchNCE between G's features of its output and of its input, averaged over the tapped layers."""
+        # the extra passes go through the bare network: one DDP forward per step, so one gradient sync
+        g = getattr(self.G, "module", self.G)
+        query = tap_features(g, output, self.layers)
+        if self._flipped:  # the output came from the flipped input: flip its features back into place
+            query = [q.flip(3) for q in query]
+        key = tap_features(g, source, self.layers)
+        ids = [torch.randperm(k.shape[2] * k.shape[3], generator=self.rng)[: self.cfg.num_patches].to(k.device)
+               for k in key]
+        f = self.F
+        key_pool, query_pool = f(key, ids), f(query, ids)
+        n = source.shape[0]
+        losses = [patch_nce_loss(q, k, n, self.cfg.nce_t) for q, k in zip(query_pool, key_pool, strict=True)]
+        return self.cfg.lambda_nce * torch.stack(losses).mean()
+
+    def generator_losses(self, batch: Batch, fakes: Batch) -> Losses:
+        with frozen(self.D):
+            gan = self.gan_loss(self.D(fakes["fake_B"]), real=True, for_discriminator=False)
+        losses = {"G_gan": gan, "G_nce": self.nce_loss(batch["A"], fakes["fake_B"])}
+        nce = losses["G_nce"]
+        if "idt_B" in fakes:
+            losses["G_nce_idt"] = self.nce_loss(batch["B"], fakes["idt_B"])
+            nce = 0.5 * (nce + losses["G_nce_idt"])
+        return {"loss": self.cfg.lambda_gan * gan + nce, **losses}
+
+    @torch.no_grad()
+    def samples(self, batch: Batch, fakes: Batch) -> Batch:
+        """real A | fake B | real B [| G(B)], unflipped."""
+        def placed(x: torch.Tensor) -> torch.Tensor:
+            return x.flip(3) if self._flipped else x
+        out = {"real_A": batch["A"], "fake_B": placed(fakes["fake_B"]), "real_B": batch["B"]}
+        if "idt_B" in fakes:
+            out["idt_B"] = placed(fakes["idt_B"])
+        return out
