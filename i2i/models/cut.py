@@ -139,31 +139,37 @@ class CUT(Model):
         out = discriminator_loss(self.gan_loss, self.D, batch["B"], fakes["fake_B"].detach(), self.cfg.lambda_gp)
         return {"loss": out.pop("loss"), **{f"D_{k}": v for k, v in out.items()}}
 
-    def nce_loss(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """PatchNCE between G's features of its output and of its input, averaged over the tapped layers."""
-        # the extra passes go through the bare network: one DDP forward per step, so one gradient sync
+    def nce_per_image(self, sources: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """PatchNCE of each output against its source (G's features of both), averaged over the tapped layers.
+
+        All images go through G's taps and F at once: F is called once per step, so under DistributedDataParallel
+        its gradients are synchronised like any network's; the taps run on the bare G (one DDP forward per step).
+        """
         g = getattr(self.G, "module", self.G)
-        query = tap_features(g, output, self.layers)
-        if self._flipped:  # the output came from the flipped input: flip its features back into place
+        query = tap_features(g, outputs, self.layers)
+        if self._flipped:  # the outputs came from flipped inputs: flip their features back into place
             query = [q.flip(3) for q in query]
-        key = tap_features(g, source, self.layers)
+        key = tap_features(g, sources, self.layers)
         ids = [torch.randperm(k.shape[2] * k.shape[3], generator=self.rng)[: self.cfg.num_patches].to(k.device)
                for k in key]
-        f = self.F
-        key_pool, query_pool = f(key, ids), f(query, ids)
-        n = source.shape[0]
-        losses = [patch_nce_loss(q, k, n, self.cfg.nce_t) for q, k in zip(query_pool, key_pool, strict=True)]
-        return self.cfg.lambda_nce * torch.stack(losses).mean()
+        pooled = self.F([torch.cat([k, q]) for k, q in zip(key, query, strict=True)], ids)
+        n = sources.shape[0]
+        losses = [patch_nce_loss(both[both.shape[0] // 2:], both[: both.shape[0] // 2], n, self.cfg.nce_t,
+                                 per_image=True) for both in pooled]
+        return self.cfg.lambda_nce * torch.stack(losses).mean(dim=0)
 
     def generator_losses(self, batch: Batch, fakes: Batch) -> Losses:
         with frozen(self.D):
             gan = self.gan_loss(self.D(fakes["fake_B"]), real=True, for_discriminator=False)
-        losses = {"G_gan": gan, "G_nce": self.nce_loss(batch["A"], fakes["fake_B"])}
-        nce = losses["G_nce"]
-        if "idt_B" in fakes:
-            losses["G_nce_idt"] = self.nce_loss(batch["B"], fakes["idt_B"])
-            nce = 0.5 * (nce + losses["G_nce_idt"])
-        return {"loss": self.cfg.lambda_gan * gan + nce, **losses}
+        n = batch["A"].shape[0]
+        if "idt_B" in fakes:  # the NCE identity term: G(B) against B, in the same pass
+            nce = self.nce_per_image(torch.cat([batch["A"], batch["B"]]), torch.cat([fakes["fake_B"], fakes["idt_B"]]))
+            losses = {"G_gan": gan, "G_nce": nce[:n].mean(), "G_nce_idt": nce[n:].mean()}
+            total = 0.5 * (losses["G_nce"] + losses["G_nce_idt"])
+        else:
+            losses = {"G_gan": gan, "G_nce": self.nce_per_image(batch["A"], fakes["fake_B"]).mean()}
+            total = losses["G_nce"]
+        return {"loss": self.cfg.lambda_gan * gan + total, **losses}
 
     @torch.no_grad()
     def samples(self, batch: Batch, fakes: Batch) -> Batch:
