@@ -199,8 +199,8 @@ def _family(path: Path, t: dict[str, torch.Tensor]) -> str:
     if first is not None and first.dim() == 4 and all(re.fullmatch(r"model\.\d+\.\w+", k) for k in keys):
         return "nlayer"
     raise ReferenceImportError(
-        f"{path} is not a reference pix2pix/CycleGAN/CUT network (of CUT's, its generator net_G imports): expected "
-        f"the keys of UnetGenerator "
+        f"{path} is not a reference pix2pix/CycleGAN network (nor a CUT generator, the one CUT network that imports): "
+        f"expected the keys of UnetGenerator "
         f"(model.model.*), ResnetGenerator (model.N.conv_block.*), NLayerDiscriminator (model.N.*) or "
         f"PixelDiscriminator (net.N.*); found {_found(t)}")
 
