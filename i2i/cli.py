@@ -33,6 +33,7 @@ from i2i.config import (
     TrainConfig,
     apply_recipe,
     from_options,
+    option_name,
 )
 from i2i.models import MODELS, Model
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
@@ -48,7 +49,7 @@ T, D = TrainConfig, DataConfig  # defaults below are read from these
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="i2i")
 def main() -> None:
-    """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
+    """i2i: image-to-image translation (Pix2Pix, CycleGAN, CUT)."""
 
 
 def owns_process() -> bool:
@@ -136,7 +137,11 @@ def model_options(model_cls: type[Model]) -> list[Callable]:
                              help=text)
                 for (name, text), value in zip(model_cls.channel_options.items(), (g.in_channels, g.out_channels),
                                                strict=True)]
-    return [*config_options(GeneratorConfig, g), *(config_options(DiscriminatorConfig, d) if d else []),
+    def shown(f: dataclasses.Field) -> bool:
+        return not f.metadata.get("opt_in") or option_name(f) in model_cls.opt_in_options
+
+    return [*config_options(GeneratorConfig, g, keep=shown),
+            *(config_options(DiscriminatorConfig, d, keep=shown) if d else []),
             *config_options(model_cls.config_class, defaults), *channels]
 
 
@@ -183,9 +188,14 @@ def model_command(name: str, model_cls: type[Model]) -> click.Command:
     @apply([*training_options(model_cls), *model_options(model_cls)])
     def command(**opts: Any) -> None:
         opts, chosen = with_source_options(name, opts)
+        opts = model_cls.resolve_options(opts, chosen)
         if opts.get("d_norm", "") is None and "norm" in chosen:  # a chosen --norm carries to the discriminator
             chosen.add("d_norm")
-        cfg = RunConfig(model=name, model_config=model_cls.config_from_options(opts),
+        try:
+            model_config = model_cls.config_from_options(opts)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from err
+        cfg = RunConfig(model=name, model_config=model_config,
                         data=from_options(DataConfig, opts, root=opts["data_root"]),
                         train=from_options(TrainConfig, opts, name=run_name(name, opts), recipe=opts["recipe"]))
         run_training(apply_recipe(cfg, keep=chosen), opts)

@@ -1,4 +1,5 @@
-"""Import the reference pix2pix/CycleGAN implementation's `*_net_G.pth` / `*_net_D.pth` state_dicts as i2i weights.
+"""Import the reference pix2pix/CycleGAN implementation's `*_net_G.pth` / `*_net_D.pth` state_dicts as i2i weights,
+and the reference CUT/FastCUT's (taesungp/contrastive-unpaired-translation) anti-aliased ResNet `*_net_G.pth`.
 
 The weights determine the network family and depth, the channels and the normalisation; what they
 cannot tell (model, direction, U-Net dropout, image sizes) comes from the caller with the
@@ -11,6 +12,8 @@ Key layouts of the reference networks (its Sequential indices; `norm none` keeps
                     <block>.model.{1 down, 3 up, 4 norm}              innermost block
     ResnetGenerator model.{1,4,7 conv; 2,5,8 norm}, model.{10..}.conv_block.{1 conv, 2 norm, 5|6 conv, 6|7 norm}
                     (5/6 without dropout, 6/7 with), then two transposed convs and the 7x7 output conv
+    CUT's ResnetGenerator (anti-aliased): model.{1,4,8 conv; 2,5,9 norm; 7,11 Downsample.filt}, blocks from
+                    model.12, then per upsampling [Upsample.filt, conv, norm, ReLU], the 7x7 output conv
     NLayerDiscriminator model.{conv, [conv, norm] per layer, conv}    PixelDiscriminator net.{0, 2, 3 norm, 5}
 
 Batch norm: convs before a norm have no bias. Instance norm: no norm parameters, convs with bias.
@@ -33,15 +36,15 @@ from safetensors.torch import save_file
 
 from i2i.checkpoint import CKPT_DIR, CONFIG_KEY, LATEST, file_sha256
 from i2i.config import DIRECTIONS, DataConfig, RunConfig, TrainConfig
-from i2i.models import CycleGANConfig, Pix2PixConfig
-from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig
+from i2i.models import CUTConfig, CycleGANConfig, Pix2PixConfig
+from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig, build_generator
 
 __all__ = [
     "IMPORT_MODELS", "ImportResult", "ReferenceImportError", "ReferenceNetwork", "import_reference",
     "load_reference_state_dict", "read_reference", "to_i2i",
 ]
 
-IMPORT_MODELS = ("pix2pix", "cyclegan")
+IMPORT_MODELS = ("pix2pix", "cyclegan", "cut")
 UNET_NAMES = {6: "unet_64", 7: "unet_128", 8: "unet_256"}  # number of downsamplings -> i2i generator
 RESNET_NAMES = {6: "resnet_6blocks", 9: "resnet_9blocks"}
 GENERATOR_FAMILIES = ("unet", "resnet")
@@ -196,7 +199,8 @@ def _family(path: Path, t: dict[str, torch.Tensor]) -> str:
     if first is not None and first.dim() == 4 and all(re.fullmatch(r"model\.\d+\.\w+", k) for k in keys):
         return "nlayer"
     raise ReferenceImportError(
-        f"{path} is not a reference pix2pix/CycleGAN network: expected the keys of UnetGenerator "
+        f"{path} is not a reference pix2pix/CycleGAN network (nor a CUT generator, the one CUT network that imports): "
+        f"expected the keys of UnetGenerator "
         f"(model.model.*), ResnetGenerator (model.N.conv_block.*), NLayerDiscriminator (model.N.*) or "
         f"PixelDiscriminator (net.N.*); found {_found(t)}")
 
@@ -222,11 +226,26 @@ def _unet_levels(t: dict[str, torch.Tensor]) -> list[str]:
     return levels
 
 
-def _resnet_blocks(path: Path, t: dict[str, torch.Tensor]) -> int:
+def _resnet_blocks(path: Path, t: dict[str, torch.Tensor], start: int) -> int:
     blocks = sorted({int(k.split(".")[1]) for k in t if ".conv_block." in k})
-    if blocks != list(range(10, 10 + len(blocks))):
-        raise ReferenceImportError(f"{path}: ResNet blocks at model indices {blocks}, expected 10, 11, ... in a row")
+    if blocks != list(range(start, start + len(blocks))):
+        raise ReferenceImportError(f"{path}: ResNet blocks at model indices {blocks}, expected {start}, "
+                                   f"{start + 1}, ... in a row")
     return len(blocks)
+
+
+def _check_filters(path: Path, t: dict[str, torch.Tensor], cfg: GeneratorConfig) -> None:
+    """The reference CUT's blur filters are fixed buffers: each must hold the values i2i's layers use."""
+    expected = {k: v for k, v in build_generator(cfg).state_dict().items() if k.endswith(".filt")}
+    found = {k: v for k, v in t.items() if k.endswith(".filt")}
+    if sorted(found) != sorted(expected):
+        raise ReferenceImportError(f"{path}: blur filters at {', '.join(sorted(found))}, expected them at "
+                                   f"{', '.join(sorted(expected))} (CUT's anti-aliased ResNet)")
+    wrong = [k for k, v in found.items() if v.shape != expected[k].shape
+             or not torch.allclose(v.float(), expected[k], atol=1e-6)]
+    if wrong:
+        raise ReferenceImportError(f"{path}: the fixed blur filters {', '.join(wrong)} are not the reference's "
+                                   "3-tap (down) / 4-tap (up) binomial filters (another filt_size is not supported)")
 
 
 def read_reference(path: str | Path) -> ReferenceNetwork:
@@ -246,17 +265,24 @@ def read_reference(path: str | Path) -> ReferenceNetwork:
         config = GeneratorConfig(name=UNET_NAMES[num_downs], in_channels=first.shape[1], out_channels=out.shape[1],
                                  base_channels=first.shape[0], norm=norm, dropout=True)
     elif family == "resnet":
-        n_blocks = _resnet_blocks(path, t)
+        antialias = "model.7.filt" in t  # CUT's: a blur-pool after each downsampling conv
+        start = 12 if antialias else 10
+        n_blocks = _resnet_blocks(path, t, start)
         if n_blocks not in RESNET_NAMES:
             raise ReferenceImportError(f"{path}: a ResNet generator with {n_blocks} blocks; i2i has "
                                        f"{', '.join(RESNET_NAMES.values())}")
         first = _need(path, t, "model.1.weight", "ResnetGenerator")
-        last = _need(path, t, f"model.{17 + n_blocks}.weight", "ResnetGenerator")
-        second = t.get("model.10.conv_block.6.weight")  # a Dropout slot shifts the second conv from 5 to 6
+        last = _need(path, t, f"model.{(21 if antialias else 17) + n_blocks}.weight", "ResnetGenerator")
+        second = t.get(f"model.{start}.conv_block.6.weight")  # a Dropout slot shifts the second conv from 5 to 6
         dropout_layers = second is not None and second.dim() == 4
         config = GeneratorConfig(name=RESNET_NAMES[n_blocks], in_channels=first.shape[1], out_channels=last.shape[0],
-                                 base_channels=first.shape[0], norm=norm, dropout=dropout_layers)
+                                 base_channels=first.shape[0], norm=norm, dropout=dropout_layers, antialias=antialias)
+        if antialias:
+            _check_filters(path, t, config)
     else:
+        if any(k.endswith(".filt") for k in t):
+            raise ReferenceImportError(f"{path}: an anti-aliased (CUT) discriminator; of a CUT run only the "
+                                       "generator (latest_net_G.pth) imports")
         first = t["net.0.weight" if family == "pixel" else "model.0.weight"]
         n_layers = 3
         if family == "nlayer":
@@ -376,7 +402,7 @@ def to_i2i(net: ReferenceNetwork, dropout: bool | None = None
 
 def _network_config(cfg: RunConfig, name: str) -> GeneratorConfig | DiscriminatorConfig:
     m = cfg.model_config
-    if isinstance(m, Pix2PixConfig):
+    if isinstance(m, Pix2PixConfig | CUTConfig):
         return {"G": m.generator, "D": m.discriminator}[name]
     return {"G_AB": m.g_ab, "G_BA": m.g_ba, "D_A": m.d_a, "D_B": m.d_b}[name]
 
@@ -386,13 +412,15 @@ def _guess_model(nets: Sequence[ReferenceNetwork]) -> str:
 
     Its CycleGAN saves net_G_A/G_B/D_A/D_B, its Pix2Pix net_G/net_D; the published CycleGAN models
     are single net_G files, so a generator's family decides next (U-Net -> pix2pix, ResNet -> cyclegan,
-    the reference's defaults). A discriminator alone and unnamed: Pix2Pix's sees input and output
-    together (2, 4, 6 channels), CycleGAN's one domain (1 or 3).
+    the reference's defaults; an anti-aliased ResNet is CUT's). A discriminator alone and unnamed: Pix2Pix's
+    sees input and output together (2, 4, 6 channels), CycleGAN's one domain (1 or 3).
     """
     roles = [n.role or "" for n in nets]
     if any(r.endswith(("_A", "_B")) for r in roles):
         return "cyclegan"
     generators = [n for n in nets if n.is_generator]
+    if any(getattr(n.config, "antialias", False) for n in generators):
+        return "cut"
     if generators:
         return "pix2pix" if generators[0].family == "unet" else "cyclegan"
     if "D" in roles:
@@ -406,9 +434,11 @@ def _i2i_name(net: ReferenceNetwork, model: str, direction: str) -> str:
     if role[0] != kind:
         raise ReferenceImportError(f"{net.path} is named as network {role} but holds a "
                                    f"{'generator' if kind == 'G' else 'discriminator'} ({net.describe()})")
-    if model == "pix2pix":
+    if model in ("pix2pix", "cut"):
         if role != kind:
             raise ReferenceImportError(f"{net.path} is a CycleGAN network ({role}); import it with --model cyclegan")
+        if model == "cut" and kind == "D":
+            raise ReferenceImportError(f"{net.path}: of a CUT run only the generator (net_G) imports")
         return kind
     if role in _CYCLEGAN_NAMES:
         return _CYCLEGAN_NAMES[role]
@@ -471,6 +501,17 @@ def _cyclegan_config(nets: dict[str, GeneratorConfig | DiscriminatorConfig]) -> 
 
     return CycleGANConfig(g_ab=gen("G_AB", a, b), g_ba=gen("G_BA", b, a), d_a=disc("D_A", a), d_b=disc("D_B", b),
                           lambda_identity=default.lambda_identity if a == b else 0.0)
+
+
+def _cut_config(nets: dict[str, GeneratorConfig | DiscriminatorConfig], direction: str) -> CUTConfig:
+    if direction != "AtoB":
+        raise ReferenceImportError("a CUT generator translates A -> B (the reference's --direction BtoA swaps the "
+                                   "folders, not the model): import it with --direction AtoB")
+    g = nets["G"]
+    assert isinstance(g, GeneratorConfig)
+    default = CUTConfig()
+    d = dataclasses.replace(default.discriminator, in_channels=g.out_channels, antialias=g.antialias)
+    return CUTConfig(generator=g, discriminator=d, nce_idt=default.nce_idt and g.in_channels == g.out_channels)
 
 
 def _outputs(out: Path, names: list[str], overwrite: bool) -> dict[str, Path]:
@@ -545,7 +586,10 @@ def import_reference(
         chosen = dropout if dropout is not None else net.dropout_layers if net.family == "resnet" else model_default
         configs[name], states[name] = to_i2i(net, chosen if net.is_generator else None)
     notes: list[str] = []
-    model_config = (_pix2pix_config(configs, direction, notes) if model == "pix2pix" else _cyclegan_config(configs))
+    if model == "cut":
+        model_config = _cut_config(configs, direction)
+    else:
+        model_config = _pix2pix_config(configs, direction, notes) if model == "pix2pix" else _cyclegan_config(configs)
     run_name = out.stem if out.suffix == ".safetensors" else out.name
     cfg = RunConfig(model=model, model_config=model_config, data=DataConfig(load_size=load_size, crop_size=crop_size),
                     train=TrainConfig(name=run_name or "imported"))

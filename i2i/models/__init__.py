@@ -6,12 +6,13 @@ from typing import Any
 
 from i2i.config import RunConfig
 from i2i.models.base import Model, Update, View
+from i2i.models.cut import CUT, CUTConfig
 from i2i.models.cyclegan import CycleGAN, CycleGANConfig
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 from i2i.models.registry import MODELS, register_model
 
-__all__ = ["MODELS", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update", "View",
-           "build_model", "register_model", "run_config_from_dict"]
+__all__ = ["CUT", "MODELS", "CUTConfig", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update",
+           "View", "build_model", "register_model", "run_config_from_dict"]
 
 
 def run_config_from_dict(d: dict[str, Any]) -> RunConfig:

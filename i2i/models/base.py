@@ -56,6 +56,13 @@ class Model(nn.Module, ABC):
     network_fields: ClassVar[dict[str, str]]  # network name (networks()) -> the config field describing it
     channel_options: ClassVar[dict[str, str]]  # the train command's channel options (input, output) -> help
     examples: ClassVar[str] = ""  # the train command's examples, one per line
+    opt_in_options: ClassVar[tuple[str, ...]] = ()  # network options (marked opt_in) this model's command shows
+
+    @classmethod
+    def resolve_options(cls, opts: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+        """The train command's options with model-specific defaults filled in (those not in `keep`, the options
+        typed or taken from a source); the default changes nothing."""
+        return opts
 
     @classmethod
     @abstractmethod

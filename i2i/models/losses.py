@@ -134,3 +134,26 @@ def feature_matching_loss(
                   for r, f in zip(real_scale[:-1], fake_scale[:-1], strict=True)]
         per_scale.append(4.0 * torch.stack(blocks).mean())
     return torch.stack(per_scale).mean()
+
+
+def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, batch: int, temperature: float = 0.07,
+                   per_image: bool = False) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020): each output patch's feature (a row of `query`) should pick out the input
+    patch at the same place (the same row of `key`) among the other sampled patches of the same image.
+
+    `query` and `key` are (batch * patches) x dim, L2-normalised, image by image; `key` is a target (detached).
+    Cross-entropy over [positive, negatives] / temperature per patch, the diagonal (a patch against itself among
+    the negatives) masked with -10 as the reference does; the mean over patches (of each image: `per_image`).
+    fp32 whatever autocast does.
+    """
+    q, k = query.float(), key.detach().float()
+    positive = (q * k).sum(dim=1, keepdim=True)
+    q_img, k_img = q.view(batch, -1, q.shape[1]), k.view(batch, -1, k.shape[1])
+    negatives = torch.bmm(q_img, k_img.transpose(1, 2))  # batch x patches x patches
+    eye = torch.eye(negatives.shape[1], device=q.device, dtype=torch.bool)[None]
+    negatives = negatives.masked_fill(eye, -10.0).flatten(0, 1)
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=q.device)
+    if per_image:
+        return F.cross_entropy(logits, target, reduction="none").view(batch, -1).mean(dim=1)
+    return F.cross_entropy(logits, target)

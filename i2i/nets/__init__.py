@@ -12,11 +12,13 @@ from i2i.config import from_options, option
 from i2i.nets.layers import D_NORMS, INITS, NORMS, UPSAMPLES, check_choice, init_weights
 from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator, PixelDiscriminator
 from i2i.nets.resnet import ResnetGenerator
+from i2i.nets.taps import PatchMLP, tap_features, tap_names
 from i2i.nets.unet import UNetGenerator
 
 __all__ = [
     "DISCRIMINATORS", "D_NORMS", "GENERATORS", "INITS", "NORMS", "UPSAMPLES", "DiscriminatorConfig", "GeneratorConfig",
-    "build_discriminator", "build_generator", "discriminator_from_options", "generator_from_options",
+    "PatchMLP", "build_discriminator", "build_generator", "build_patch_mlp", "discriminator_from_options",
+    "generator_from_options", "tap_features", "tap_names",
 ]
 
 
@@ -27,7 +29,7 @@ def _unet(num_downs: int) -> Callable[[GeneratorConfig], nn.Module]:
 
 def _resnet(n_blocks: int) -> Callable[[GeneratorConfig], nn.Module]:
     return lambda c: ResnetGenerator(c.in_channels, c.out_channels, n_blocks, c.base_channels, c.norm, c.dropout,
-                                     c.upsample)
+                                     c.upsample, c.antialias)
 
 
 GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
@@ -39,10 +41,11 @@ GENERATORS: dict[str, Callable[[GeneratorConfig], nn.Module]] = {
 }
 
 DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig], nn.Module]] = {
-    "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm),
-    "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm),
+    "basic": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, 3, c.norm, c.antialias),
+    "n_layers": lambda c: PatchDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.antialias),
     "pixel": lambda c: PixelDiscriminator(c.in_channels, c.base_channels, c.norm),
-    "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d),
+    "multiscale": lambda c: MultiscaleDiscriminator(c.in_channels, c.base_channels, c.n_layers, c.norm, c.num_d,
+                                                    c.antialias),
 }
 
 
@@ -62,6 +65,9 @@ class GeneratorConfig:
     upsample: str = option("deconv", choices=UPSAMPLES,
                            help="Generator upsampling: deconv (transposed conv, the papers'), resize (nearest x2 + "
                                 "conv: no checkerboard), pixelshuffle (ICNR-initialised sub-pixel conv).")
+    antialias: bool = option(False, opt_in=True,
+                             help="The reference CUT's anti-aliased sampling: blur-pool down, blur + transposed conv "
+                                  "up (ResNet G), stride-1 convs then blur-pool (PatchGAN D).")
 
 
 @dataclass
@@ -83,6 +89,8 @@ class DiscriminatorConfig:
     init_gain: float = option(0.02, cli=False, help="Scale of the initial weights.")
     num_d: int | None = option(None, min=1, max=4, cli_default=None,
                                help="Scales of --discriminator multiscale (pix2pixHD) [default: 2 there, else 1].")
+    antialias: bool = option(False, cli=False, help="PatchGANs: stride-1 convolutions then blur-pool, as the reference "
+                                                    "CUT's (the CLI's --antialias sets G's and D's).")
 
     def __post_init__(self) -> None:
         if self.num_d is None:
@@ -106,6 +114,8 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
     check_choice(cfg.name, tuple(GENERATORS), "generator")
     check_choice(cfg.norm, NORMS, "generator norm")
     check_choice(cfg.upsample, UPSAMPLES, "upsampling")
+    if cfg.antialias and not cfg.name.startswith("resnet"):
+        raise ValueError(f"antialias is an option of the ResNet generators, not {cfg.name!r}")
     return _build(lambda: GENERATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
 
 
@@ -116,6 +126,8 @@ def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     if cfg.num_d != 1 and cfg.name != "multiscale":
         raise ValueError(f"num_d must be 1 for the {cfg.name!r} discriminator (only 'multiscale' has several "
                          f"scales), got {cfg.num_d}")
+    if cfg.antialias and cfg.name == "pixel":
+        raise ValueError("antialias changes the PatchGANs' downsampling; the pixel discriminator has none")
     return _build(lambda: DISCRIMINATORS[cfg.name](cfg), cfg.init, cfg.init_gain)
 
 
@@ -130,3 +142,8 @@ def discriminator_from_options(opts: dict, in_channels: int) -> DiscriminatorCon
     initialisation is --init's."""
     return from_options(DiscriminatorConfig, opts, in_channels=in_channels, norm=opts["d_norm"] or opts["norm"],
                         init=opts["init"])
+
+
+def build_patch_mlp(channels: list[int], width: int, init: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Construct and initialise CUT's patch MLP head for tapped layers of these channel counts (on the CPU)."""
+    return _build(lambda: PatchMLP(channels, width), init, gain)

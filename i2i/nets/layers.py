@@ -3,6 +3,7 @@ spectrally normalised convolutions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -43,6 +44,49 @@ def upsampling_conv(kind: str, in_channels: int, out_channels: int, bias: bool,
         return deconv()
     cls = ResizeConv2d if kind == "resize" else PixelShuffleConv2d
     return cls(in_channels, out_channels, bias=bias)
+
+
+def blur_filter(channels: int, size: int) -> torch.Tensor:
+    """`channels` copies of the normalised binomial filter of `size` taps (1 2 1 for 3), C x 1 x k x k."""
+    row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float32)
+    kernel = row[:, None] * row[None, :]
+    return (kernel / kernel.sum()).expand(channels, 1, size, size).contiguous()
+
+
+class BlurDownsample(nn.Module):
+    """Anti-aliased x2 downsampling (Zhang 2019, as the reference CUT's `Downsample`): reflect-pad by 1, then a
+    fixed 3x3 binomial blur with stride 2, per channel. The filter is a buffer named `filt`, as in the reference."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("filt", blur_filter(channels, 3))
+
+    def reset_filter(self) -> None:
+        """Fill `filt` with its fixed values (after a build on the meta device)."""
+        with torch.no_grad():
+            self.filt.copy_(blur_filter(self.filt.shape[0], 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt.to(x.dtype), stride=2, groups=x.shape[1])
+
+
+class BlurUpsample(nn.Module):
+    """Anti-aliased x2 upsampling (the reference CUT's `Upsample`): replicate-pad by 1, a fixed 4x4 binomial
+    transposed convolution with stride 2 (times 4, keeping the mean), cropped to exactly 2x the input size."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("filt", blur_filter(channels, 4) * 4)
+
+    def reset_filter(self) -> None:
+        """Fill `filt` with its fixed values (after a build on the meta device)."""
+        with torch.no_grad():
+            self.filt.copy_(blur_filter(self.filt.shape[0], 4) * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt.to(x.dtype), stride=2,
+                                 padding=2, groups=x.shape[1])
+        return out[:, :, 1:-1, 1:-1]
 
 
 def conv_layer(norm: str) -> type[nn.Conv2d]:
@@ -114,6 +158,8 @@ def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn
                 nn.init.zeros_(m.bias)
             if isinstance(m, SpectralNormConv2d):
                 m.reset_power_iteration()
+        elif isinstance(m, BlurDownsample | BlurUpsample):
+            m.reset_filter()
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)

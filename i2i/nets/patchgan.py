@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2i.nets.layers import conv_bias, conv_layer, norm_layer
+from i2i.nets.layers import BlurDownsample, conv_bias, conv_layer, norm_layer
 
 
 def _block_outputs(model: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
@@ -24,21 +24,31 @@ def _block_outputs(model: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 class PatchDiscriminator(nn.Module):
-    """Classifies overlapping patches as real or fake; outputs a map of logits."""
+    """Classifies overlapping patches as real or fake; outputs a map of logits.
 
-    def __init__(self, in_channels: int, base_channels: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    `antialias` (the reference CUT's): each stride-2 conv becomes a stride-1 conv, its norm and LeakyReLU, then a
+    blur-pool (i2i.nets.layers.BlurDownsample).
+    """
+
+    def __init__(self, in_channels: int, base_channels: int = 64, n_layers: int = 3, norm: str = "batch",
+                 antialias: bool = False) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         make_norm, bias, conv = norm_layer(norm), conv_bias(norm), conv_layer(norm)
         c = base_channels
-        layers: list[nn.Module] = [conv(in_channels, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        down = 1 if antialias else 2
+        layers: list[nn.Module] = [conv(in_channels, c, 4, stride=down, padding=1), nn.LeakyReLU(0.2)]
+        if antialias:
+            layers.append(BlurDownsample(c))
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
-            stride = 2 if n < n_layers else 1
+            stride = down if n < n_layers else 1
             layers += [conv(c * prev, c * mult, 4, stride=stride, padding=1, bias=bias),
                        make_norm(c * mult), nn.LeakyReLU(0.2)]
+            if antialias and n < n_layers:
+                layers.append(BlurDownsample(c * mult))
         layers.append(conv(c * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
 
@@ -80,11 +90,11 @@ class MultiscaleDiscriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int, base_channels: int = 64, n_layers: int = 3, norm: str = "batch",
-                 num_d: int = 2) -> None:
+                 num_d: int = 2, antialias: bool = False) -> None:
         super().__init__()
         if num_d < 1:
             raise ValueError(f"num_d must be >= 1, got {num_d}")
-        self.scales = nn.ModuleList(PatchDiscriminator(in_channels, base_channels, n_layers, norm)
+        self.scales = nn.ModuleList(PatchDiscriminator(in_channels, base_channels, n_layers, norm, antialias)
                                     for _ in range(num_d))
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
