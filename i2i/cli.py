@@ -245,6 +245,7 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         click.echo(cfg.to_json())
         return
     from i2i.process import process_age
+    from i2i.signals import exit_status
     from i2i.trainer import TrainingInterrupted
 
     startup = process_age() if owns_process() else None
@@ -252,8 +253,11 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
         summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"], startup_seconds=startup)
     except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
         raise click.ClickException(printable(err)) from err
-    except TrainingInterrupted as err:
-        stop(f"{err}; continue with the same command and --resume", EXIT_INTERRUPTED)
+    except TrainingInterrupted as err:  # a stop signal: the step it stopped at is checkpointed
+        if launch_rank() == 0 and err.summary is not None:
+            click.echo(err.summary.line())
+            click.echo(err.summary.time_line())
+        stop(f"{err}; continue with the same command and --resume", exit_status(err.signum))
     except KeyboardInterrupt:
         stop("interrupted at once: the newest complete checkpoint is kept; continue with the same command and "
              "--resume", EXIT_INTERRUPTED)
@@ -427,9 +431,10 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     errors, 130 on Ctrl-C.
     """
     from i2i.data.io import ImageReadError
-    from i2i.distributed import session
+    from i2i.distributed import launch_rank, session
     from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
+    from i2i.signals import exit_status, interrupt_on_signals, received, signal_name
     from i2i.video import VideoOptions, parse_bitrate
 
     if owns_process():
@@ -437,8 +442,8 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
 
         tune_cpu_allocator()
     try:
-        with session(opts["device"], opts["dist_timeout"],
-                     again="Run the same command again: finished outputs are skipped.") as group:
+        again = "Run the same command again: finished outputs are skipped."
+        with interrupt_on_signals(), session(opts["device"], opts["dist_timeout"], again=again) as group:
             translator = Translator.from_pretrained(
                 checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
@@ -458,9 +463,12 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
         stop(f"Error: {err} (stopped there: --strict)", EXIT_INPUTS_FAILED)
     except (ValueError, OSError, RuntimeError) as err:
         raise click.ClickException(printable(err)) from err
-    except KeyboardInterrupt:
-        stop("interrupted: every output written so far is complete; run the same command again to continue",
-             EXIT_INTERRUPTED)
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGUSR1: the current file finished or dropped
+        done = getattr(err, "summary", None)
+        if done is not None and launch_rank() == 0:
+            click.echo(done.line())
+        stop(f"interrupted by {signal_name(received(err))}: every output written so far is complete; run the same "
+             "command again to continue", exit_status(received(err)))
     if not group.main:
         return
     click.echo(summary.line() + (f" on {group.world} processes" if group.world > 1 else ""))

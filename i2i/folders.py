@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,18 @@ def _clip_warner(summary: DirSummary) -> Callable[[str], None]:
     return warn
 
 
+@contextmanager
+def _summary_on_interrupt(summary: DirSummary, started: float) -> Iterator[None]:
+    """Ctrl-C or a stop signal (a KeyboardInterrupt) leaves with what was done so far as its `summary`: every
+    output written is complete (atomic writes; a video's temp file is removed), and a rerun continues."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        summary.seconds = time.perf_counter() - started
+        err.summary = summary  # type: ignore[attr-defined]
+        raise
+
+
 def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False,
                    strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
     """Translate one image or video file into the file `dst` (its extension picks the format).
@@ -230,22 +243,23 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
     if dst.exists() and not dst.is_file():
         raise ValueError(f"cannot write {dst}: it exists and is not a file")
     fail = _Failures(summary, strict)
-    if dst.exists() and not overwrite:
-        summary.skipped = 1
-    elif is_video_file(src):
-        _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
-    else:
-        try:
-            array = read_image(src, warn=_clip_warner(summary))
-        except ImageReadError as err:
-            fail(str(err))
+    with _summary_on_interrupt(summary, started):
+        if dst.exists() and not overwrite:
+            summary.skipped = 1
+        elif is_video_file(src):
+            _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
         else:
-            for out, _ in translate([(array, None)]):
-                try:
-                    write_output(dst, out)
-                    summary.translated = 1
-                except (OSError, ValueError) as err:
-                    fail(f"cannot write {dst}: {err}")
+            try:
+                array = read_image(src, warn=_clip_warner(summary))
+            except ImageReadError as err:
+                fail(str(err))
+            else:
+                for out, _ in translate([(array, None)]):
+                    try:
+                        write_output(dst, out)
+                        summary.translated = 1
+                    except (OSError, ValueError) as err:
+                        fail(f"cannot write {dst}: {err}")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -328,39 +342,40 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
             planned[out] = f
             jobs.append((f, out))
     started = time.perf_counter()
-    bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
-    clip_warn = _clip_warner(summary)
+    with _summary_on_interrupt(summary, started):
+        bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
+        clip_warn = _clip_warner(summary)
 
-    with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
-        def decoded() -> Iterator[tuple[np.ndarray, Path]]:
-            read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
-            for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
+        with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
+            def decoded() -> Iterator[tuple[np.ndarray, Path]]:
+                read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
+                for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
+                    try:
+                        yield future.result(), out_path
+                    except ImageReadError as err:
+                        fail(str(err))
+                        bar.update(1)
+
+            writes: list[tuple[Path, Future]] = []
+            for array, out_path in translate(decoded()):
+                writes.append((out_path, pool.submit(write_output, out_path, array)))
+                bar.update(1)
+                bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f} img/s")
+            for path, future in writes:
                 try:
-                    yield future.result(), out_path
-                except ImageReadError as err:
-                    fail(str(err))
-                    bar.update(1)
-
-        writes: list[tuple[Path, Future]] = []
-        for array, out_path in translate(decoded()):
-            writes.append((out_path, pool.submit(write_output, out_path, array)))
-            bar.update(1)
-            bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f} img/s")
-        for path, future in writes:
-            try:
-                future.result()
-                summary.translated += 1
-            except (OSError, ValueError) as err:
-                fail(f"cannot write {path}: {err}")
-    bar.close()
-    for source in videos:  # one at a time: each streams its frames through the model
-        out = video_output_path(source, base, dst)
-        if out.exists() and not overwrite:
-            summary.skipped += 1
-        elif not out.parent.resolve().is_relative_to(dst):
-            fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
-        else:
-            _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
+                    future.result()
+                    summary.translated += 1
+                except (OSError, ValueError) as err:
+                    fail(f"cannot write {path}: {err}")
+        bar.close()
+        for source in videos:  # one at a time: each streams its frames through the model
+            out = video_output_path(source, base, dst)
+            if out.exists() and not overwrite:
+                summary.skipped += 1
+            elif not out.parent.resolve().is_relative_to(dst):
+                fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
+            else:
+                _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
     summary.seconds = time.perf_counter() - started
     return summary
 

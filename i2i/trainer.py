@@ -13,6 +13,7 @@ import importlib.util
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,12 +47,14 @@ from i2i.data.layout import DataError, resolve_split
 from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.finite import ADVICE, NonFiniteError, check_losses, nonfinite_networks, step_losses
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
-from i2i.process import import_dynamo, opencv_threads, stop_on_sigint, training_flags
+from i2i.process import import_dynamo, opencv_threads, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
+from i2i.signals import signal_name, stop_on_signals
 from i2i.timeline import Timeline
 from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
 
@@ -61,11 +64,13 @@ class RunError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `fit()` after a step, and a checkpoint of that step was written."""
+    """A stop signal (Ctrl-C, SIGTERM, SIGUSR1) stopped `fit()` after a step; a checkpoint of that step was written.
+    `summary` is what the run did until then, `signum` the signal (the exit status is 128 + it)."""
 
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} written")
-        self.step, self.checkpoint = step, checkpoint
+    def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT,
+                 summary: Summary | None = None) -> None:
+        super().__init__(f"interrupted by {signal_name(signum)} at step {step}; checkpoint {checkpoint} written")
+        self.step, self.checkpoint, self.signum, self.summary = step, checkpoint, signum, summary
 
 
 @dataclass
@@ -303,11 +308,13 @@ class Trainer:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t, timeline = self.cfg.train, self.timeline
 
-        def stopping() -> None:
-            warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")
+        def stopping(signum: int) -> None:
+            if self.dist.main:
+                warn(f"\n{signal_name(signum)}: stopping after this step and writing a checkpoint "
+                     "(Ctrl-C again to stop at once)")
 
         lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
-        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_sigint(stopping) as stop:
+        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_signals(stopping) as stop:
             with timeline.phase("run_directory"):
                 if self.dist.main:
                     self._claim()
@@ -318,10 +325,13 @@ class Trainer:
             bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.dist.main),
                        unit="step", dynamic_ncols=True)
             batches = self._device_batches()
+            vote, stopped = distributed.StopVote(self.dist), False  # every process stops at the same step
             for batch in timeline.timed(batches, "data", first="data_start") if self.step < self.total_steps else ():
                 with timeline.phase("first_step" if self.step == start_step else "steps"):
                     losses, fakes = self.train_step(batch)
                 self.step += 1
+                if self.step == start_step + 1:  # the one host sync outside logging: a broken run stops at once
+                    check_losses(step_losses(losses, self.dist.mean), f"at step {self.step}, the first of this run")
                 meter.add(losses, images=next(iter(batch.values())).shape[0])
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
@@ -333,12 +343,18 @@ class Trainer:
                 if t.val_every and self.step % t.val_every == 0 and self.dist.main:
                     with timeline.phase("validation"):
                         self._validate()
-                if self.step == self.total_steps or stop.requested:
+                if self.step == self.total_steps:
+                    break
+                if vote(stop.requested):
+                    stopped = True
                     break
                 if self._checkpoint_due():
                     self.save()
+            vote.close()
             bar.close()
             checkpoint = self.save()
+            if self.dist.main:
+                remove_partial_checkpoints(self.run.path)
             seconds = time.perf_counter() - started
             with timeline.phase("shutdown"):
                 batches.close()
@@ -348,11 +364,12 @@ class Trainer:
             timings = timeline.report()
             if self.dist.main:
                 self.run.write_timings(timings)
-        if stop.requested and self.step < self.total_steps:
-            raise TrainingInterrupted(self.step, checkpoint)
         images = (self.step - start_step) * t.batch_size * self.dist.world
-        return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
-                       images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
+        summary = Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
+                          images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
+        if stopped:  # a process that got no signal itself stops with the others, as if told by SIGTERM
+            raise TrainingInterrupted(self.step, checkpoint, stop.signum or signal.SIGTERM, summary)
+        return summary
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One generator forward, then each update in the model's order; returns the losses and the fakes."""
@@ -435,6 +452,7 @@ class Trainer:
             return self._save(name)
 
     def _save(self, name: str | None) -> Path:
+        self._check_finite_weights()  # on every process: DDP keeps their weights equal, so they all agree
         if not self.dist.main:  # rank 0 writes; the others only say where it goes
             return self.run.path / CKPT_DIR / (name or step_name(self.step))
         networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
@@ -447,6 +465,16 @@ class Trainer:
         except Exception as err:  # the report is a view: never let it stop training
             warn(f"warning: could not rebuild the report: {err}")
         return path
+
+    def _check_finite_weights(self) -> None:
+        """Never checkpoint NaN or infinite weights (nor let --keep-last rotate a finite checkpoint out for them)."""
+        networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
+        bad = nonfinite_networks({name: unwrap(net) for name, net in networks.items()})
+        if bad:
+            kept = self.run.latest_checkpoint()
+            raise NonFiniteError(f"training stopped at step {self.step}: the weights of {', '.join(bad)} are not "
+                                 f"finite (NaN or infinity), so no checkpoint was written"
+                                 f"{f' ({kept.name} is kept)' if kept else ''}; {ADVICE}")
 
     def _load_newest_good(self) -> None:
         """Load the newest checkpoint that loads, saying which ones were skipped and why."""
@@ -499,7 +527,9 @@ class Trainer:
     # -- every-N actions ---------------------------------------------------------------------------
     def _log(self, meter: LossMeter, bar: tqdm) -> dict[str, float]:
         """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
+        since = self.step - meter.steps + 1
         losses, images_per_s = meter.flush(reduce=self.dist.mean)  # the mean over the processes
+        check_losses(losses, f"at step {self.step}" if since == self.step else f"in steps {since}-{self.step}")
         images_per_s *= self.dist.world
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         self._record({"step": self.step, "epoch": self.batches.epoch, **losses, "lr": lr,
