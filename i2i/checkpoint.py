@@ -65,7 +65,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / (name or step_name(step))
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    metadata = {CONFIG_KEY: json.dumps(config)}
+    metadata = {CONFIG_KEY: json.dumps(config, allow_nan=False)}
 
     def write_weights() -> None:
         for net_name, net in networks.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -33,6 +34,8 @@ from i2i.config import (
     DataConfig,
     RunConfig,
     TrainConfig,
+    name_problem,
+    non_finite,
 )
 from i2i.models import MODELS
 from i2i.models.cyclegan import CycleGANConfig
@@ -49,6 +52,17 @@ from i2i.nets import (
     GeneratorConfig,
 )
 from i2i.video import CODECS
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange that also refuses NaN and infinity (which a range check lets through: nan < 0 is False)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (NaN and infinity are refused)", param, ctx)
+        return number
+
 
 EXIT_INPUTS_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -102,9 +116,26 @@ def train() -> None:
 
 
 def dist_timeout_option(default: float) -> Callable:
-    return click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=default,
+    return click.option("--dist-timeout", type=FiniteRange(min=0, min_open=True), default=default,
                         show_default=True, help="Under torchrun: seconds a process waits for the others before the "
                                                 "run fails with a message (instead of hanging).")
+
+
+def check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--name must name a folder inside --runs-dir (a click error otherwise: status 2)."""
+    if value is not None and (problem := name_problem(value)) is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
+def bitrate(value: str | None) -> int | None:
+    """--bitrate in bits/s, or a click error (status 2) saying what is accepted."""
+    from i2i.video import parse_bitrate
+
+    try:
+        return None if value is None else parse_bitrate(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def training_options(fn: Callable) -> Callable:
@@ -112,7 +143,8 @@ def training_options(fn: Callable) -> Callable:
     options = [
         click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      required=True, help="Dataset root (see datasets/README.md for the layouts)."),
-        click.option("--name", default=None, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL."),
+        click.option("--name", default=None, callback=check_name,
+                     help="Run name: checkpoints/NAME/, inside --runs-dir. Default: DATA-folder_MODEL."),
         click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(T.runs_dir),
                      show_default=True, help="Folder that holds run directories."),
         click.option("--max-steps", type=POSITIVE, default=T.max_steps, help="Stop after this many steps (a budget)."),
@@ -121,8 +153,8 @@ def training_options(fn: Callable) -> Callable:
         click.option("--decay-epochs", type=click.IntRange(min=0), default=T.decay_epochs, show_default=True,
                      help="Then epochs of linear decay to zero."),
         click.option("--batch-size", type=POSITIVE, default=T.batch_size, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=T.lr, show_default=True),
-        click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), default=T.beta1, show_default=True),
+        click.option("--lr", type=FiniteRange(min=0, min_open=True), default=T.lr, show_default=True),
+        click.option("--beta1", type=FiniteRange(0, 1, max_open=True), default=T.beta1, show_default=True),
         click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default=D.preprocess,
                      show_default=True, help="How images are resized and cropped."),
         click.option("--load-size", type=POSITIVE, default=D.load_size, show_default=True,
@@ -170,7 +202,7 @@ def training_options(fn: Callable) -> Callable:
                      help="Write a sample grid every N steps (0: never)."),
         click.option("--save-every", type=click.IntRange(min=0), default=T.save_every, show_default=True,
                      help="Checkpoint every N steps (0: only at the end)."),
-        click.option("--save-minutes", type=click.FloatRange(min=0), default=T.save_minutes, show_default=True,
+        click.option("--save-minutes", type=FiniteRange(min=0), default=T.save_minutes, show_default=True,
                      help="Also checkpoint when this many minutes passed since the last checkpoint (0: off)."),
         click.option("--keep-last", type=POSITIVE, default=T.keep_last, show_default=True, help="Checkpoints kept."),
         click.option("--sync-bn/--no-sync-bn", default=T.sync_bn, show_default=True,
@@ -183,7 +215,7 @@ def training_options(fn: Callable) -> Callable:
                      help="Start from these weights: a run directory, a checkpoint folder or one .safetensors "
                           "(e.g. from `i2i import`). Model options not typed come from it; optimizers, schedule "
                           "and step count start fresh."),
-        click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=T.ema_decay,
+        click.option("--ema-decay", type=FiniteRange(0, 1, max_open=True), default=T.ema_decay,
                      show_default=True, help="Keep an exponential moving average of the generators' weights "
                      "(e.g. 0.999; 0: off); checkpoints hold both, inference uses the average."),
         click.option("--recipe", type=click.Choice(list(RECIPES)), default=T.recipe, show_default=True,
@@ -241,6 +273,9 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
 
     name = run_name(model, opts)
     cfg = RunConfig(model=model, model_config=model_config, data=data, train=pick(TrainConfig, opts, name=name))
+    problems = data.problems() + cfg.train.problems() + non_finite(model_config)
+    if problems:  # options that do not fit together: a usage error (status 2), like a bad value
+        raise click.UsageError("invalid options:\n  " + "\n  ".join(problems))
     if opts["dry_run"]:
         click.echo(cfg.to_json())
         return
@@ -327,8 +362,8 @@ Examples:
               help="Paired layout: A|B side-by-side files or A/ + B/ folders.")
 @click.option("--input-channels", type=CHANNELS, default=P2P.generator.in_channels, show_default=True)
 @click.option("--output-channels", type=CHANNELS, default=P2P.generator.out_channels, show_default=True)
-@click.option("--lambda-l1", type=click.FloatRange(min=0), default=P2P.lambda_l1, show_default=True)
-@click.option("--lambda-fm", type=click.FloatRange(min=0), default=P2P.lambda_fm, show_default=True,
+@click.option("--lambda-l1", type=FiniteRange(min=0), default=P2P.lambda_l1, show_default=True)
+@click.option("--lambda-fm", type=FiniteRange(min=0), default=P2P.lambda_fm, show_default=True,
               help="Feature matching on the discriminator's intermediate features (pix2pixHD: 10; 0: off).")
 @click.option("--input-augment/--no-input-augment", default=D.input_augment, show_default=True,
               help="Colour jitter, blur and noise on the input image only (never the target).")
@@ -354,9 +389,9 @@ Examples:
               help="Channels of domain A images.")
 @click.option("--b-channels", type=CHANNELS, default=CG.g_ab.out_channels, show_default=True,
               help="Channels of domain B images.")
-@click.option("--lambda-cycle", type=click.FloatRange(min=0), default=CG.lambda_cycle, show_default=True,
+@click.option("--lambda-cycle", type=FiniteRange(min=0), default=CG.lambda_cycle, show_default=True,
               help="Weight of both cycle-consistency L1 terms.")
-@click.option("--lambda-identity", type=click.FloatRange(min=0), default=CG.lambda_identity, show_default=True,
+@click.option("--lambda-identity", type=FiniteRange(min=0), default=CG.lambda_identity, show_default=True,
               help="Identity loss weight, times --lambda-cycle (0: off; needs equal channels).")
 @click.option("--pool-size", type=click.IntRange(min=0), default=CG.pool_size, show_default=True,
               help="History of generated images shown to the discriminators (0: off).")
@@ -421,7 +456,8 @@ Examples:
               help="Videos: libx264 (H.264, yuv420p) or libvpx-vp9 [default: VP9 for .webm, else H.264].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None,
               help="Videos: constant quality, lower is better [default: matched to each input's bits per pixel].")
-@click.option("--bitrate", default=None, help="Videos: a bit rate instead of --crf, e.g. 4M or 800k.")
+@click.option("--bitrate", default=None, callback=lambda ctx, param, value: bitrate(value),
+              help="Videos: a bit rate instead of --crf, e.g. 4M or 800k.")
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
@@ -435,7 +471,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
     from i2i.signals import exit_status, interrupt_on_signals, received, signal_name
-    from i2i.video import VideoOptions, parse_bitrate
+    from i2i.video import VideoOptions
 
     if owns_process():
         from i2i.process import tune_cpu_allocator
@@ -448,8 +484,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
                 checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
                 tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
-            video = VideoOptions(opts["video_codec"], opts["crf"],
-                                 None if opts["bitrate"] is None else parse_bitrate(opts["bitrate"]))
+            video = VideoOptions(opts["video_codec"], opts["crf"], opts["bitrate"])
             if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
                 summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
                                                     strict=opts["strict"], video=video) if group.main else DirSummary()

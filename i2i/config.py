@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,9 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
         found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES, recipe=tuple(RECIPES))
+        found += non_finite(self)
+        if (problem := name_problem(self.name)) is not None:
+            found.append(problem)
         positive = ("batch_size", "log_every", "keep_last", "val_size")
         found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
         not_negative = ("epochs", "decay_epochs", "val_every", "sample_every", "save_every", "save_minutes")
@@ -160,6 +165,28 @@ class RunConfig:
             data=from_dict(DataConfig, d.get("data", {})),
             train=from_dict(TrainConfig, d.get("train", {})),
         )
+
+
+def name_problem(name: str) -> str | None:
+    """Why a run name would not name a folder inside the runs folder (None when it does)."""
+    if not name.strip():
+        return "the run name is empty"
+    normal = os.path.normpath(name)
+    if os.path.isabs(name) or normal == "." or normal == ".." or normal.startswith(".." + os.sep):
+        return f"the run name {name!r} leads outside the runs folder; give a plain name such as facades_run"
+    return None
+
+
+def non_finite(config: Any, prefix: str = "") -> list[str]:
+    """One message per float field of a config dataclass (nested ones too) that is NaN or infinite."""
+    found = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            found += non_finite(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{prefix}{f.name} must be a finite number, got {value}")
+    return found
 
 
 def _not_in(config: Any, **choices: tuple[str, ...]) -> list[str]:

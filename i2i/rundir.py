@@ -106,7 +106,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.config_file, json.dumps(config, indent=2).encode())
+        # allow_nan=False: Infinity and NaN are not JSON (the options are checked finite, so this never fires)
+        atomic_write_bytes(self.config_file, json.dumps(config, indent=2, allow_nan=False).encode())
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_file, "a") as f:

@@ -40,7 +40,7 @@ from i2i.checkpoint import (
     step_name,
     unwrap,
 )
-from i2i.config import RunConfig, TrainConfig
+from i2i.config import RunConfig, TrainConfig, non_finite
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError, resolve_split
@@ -69,7 +69,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT,
                  summary: Summary | None = None) -> None:
-        super().__init__(f"interrupted by {signal_name(signum)} at step {step}; checkpoint {checkpoint} written")
+        super().__init__(f"interrupted at step {step} by {signal_name(signum)}; checkpoint {checkpoint} written")
         self.step, self.checkpoint, self.signum, self.summary = step, checkpoint, signum, summary
 
 
@@ -125,7 +125,7 @@ def place(t: TrainConfig) -> Placement:
 def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:
     """Every problem with the options, found before anything is written or trained."""
     t = cfg.train
-    problems = cfg.data.problems() + t.problems()
+    problems = cfg.data.problems() + t.problems() + non_finite(cfg.model_config)
     if resume and t.init_from is not None and t.init_from_sha256 is None:  # a new source, not one the run recorded
         problems.append(RESUME_CONFLICT)
     if t.val_every:

@@ -68,8 +68,8 @@ def parse_bitrate(text: str) -> int:
         value = float(text[:-1] if scale > 1 else text) * scale
     except ValueError:
         raise ValueError(f"a bit rate is a number of bits/s, optionally with k or M (e.g. 4M), got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"a bit rate must be positive, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a bit rate must be a positive, finite number, got {text!r}")
     return int(value)
 
 

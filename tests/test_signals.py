@@ -42,7 +42,7 @@ def test_a_scheduler_signal_checkpoints_the_step_and_resume_ends_bit_identical(p
     stopped = logged_steps(run)[-1]
     assert stopped < steps, "the run ended before the signal: nothing was tested"
     name = signal.Signals(sig).name
-    assert f"{name}: stopping after this step" in text and f"interrupted by {name} at step {stopped}" in text
+    assert f"{name}: stopping after this step" in text and f"interrupted at step {stopped} by {name}" in text
     assert f"done: {stopped} steps" in text and "\ntime: " in text and "Traceback" not in text
     assert (run / "latest").read_text() == f"step_{stopped:06d}"  # --save-every 0: the stop still checkpoints
     assert not list((run / "ckpt").glob(".tmp_*"))
