@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -243,6 +244,8 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
     if dst.exists() and not dst.is_file():
         raise ValueError(f"cannot write {dst}: it exists and is not a file")
     fail = _Failures(summary, strict)
+    if overwrite or not dst.exists():
+        check_writable(dst.parent)
     with _summary_on_interrupt(summary, started):
         if dst.exists() and not overwrite:
             summary.skipped = 1
@@ -313,6 +316,9 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         else:
             (scan.videos if is_video_file(src) else scan.images).append(src)
     images, videos = scan.images, scan.videos
+    _refuse_outputs_on_inputs(images, videos, base, dst, fmt, src if src.is_dir() else None)
+    if images or videos:
+        check_writable(dst)
     if shard is not None:
         images, videos = images[shard[0]::shard[1]], videos[shard[0]::shard[1]]
         if shard[0] != 0:
@@ -378,6 +384,42 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
                 _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and a file in it (removed at once), or raise OSError saying OUTPUT cannot be used: a
+    read-only or unusable output is found before the work, not after every image was translated."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".i2i-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"cannot write in the output folder {shown(folder)}: {err.strerror or err}; nothing was "
+                      "translated") from err
+
+
+def _refuse_outputs_on_inputs(images: list[Path], videos: list[Path], base: Path, dst: Path, fmt: str,
+                              src_dir: Path | None) -> None:
+    """Raise ValueError, before anything is written, when a planned output would land on an input or inside the
+    input folder (INPUT inside OUTPUT: `OUT/x/x/f.jpg` -> `OUT/x/f.jpg`), naming both paths."""
+    inputs = {p.resolve(): p for p in [*images, *videos]}
+    outputs = [(f, output_path(f, base, dst, fmt)) for f in images] + [(v, video_output_path(v, base, dst))
+                                                                       for v in videos]
+    inside_allowed = src_dir is not None and dst.is_relative_to(src_dir)  # --allow-output-inside-input
+    clashes = []
+    for source, out in outputs:
+        where = out.parent.resolve() / out.name
+        if where in inputs and where != source.resolve():
+            clashes.append(f"the output of {shown(source)} would be {shown(out)}, which is the input "
+                           f"{shown(inputs[where])}")
+        elif src_dir is not None and where.is_relative_to(src_dir) and not inside_allowed:
+            clashes.append(f"the output of {shown(source)} would be {shown(out)}, inside the input folder "
+                           f"{shown(src_dir)}")
+    if clashes:
+        more = f"\n  (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise ValueError("refusing to write outputs onto the inputs; nothing was written:\n  " +
+                         "\n  ".join(clashes[:5]) + more + "\nchoose an output folder outside the input folder")
 
 
 def is_video_file(path: Path) -> bool:
