@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,5 +212,34 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
     kwargs = {}
     for key, value in d.items():
         hint = hints[key]
+        if not _fits(value, hint):
+            raise ValueError(f"{cls.__name__}.{key} must be {_shown(hint)}, got {value!r}")
         kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
     return cls(**kwargs)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type (int, float, bool, str, dataclasses, `X | None`; others pass)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    return any(_fits_one(value, option) for option in options)
+
+
+def _fits_one(value: Any, hint: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    return True
+
+
+def _shown(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
