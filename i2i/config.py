@@ -168,6 +168,28 @@ class RunConfig:
         )
 
 
+# training options that --resume applies when they differ from the run's (and says so); the run keeps its seed
+RESUME_APPLIED = ("lr", "beta1", "beta2", "batch_size", "epochs", "decay_epochs", "max_steps")
+RESUME_REFUSED = ("seed",)
+
+
+def resume_changes(saved: dict[str, Any], now: TrainConfig) -> tuple[list[str], list[str]]:
+    """What resuming the run `saved` (its config.json) with `now` changes: (notes on the options applied,
+    problems with the options refused), each naming the option."""
+    before = saved.get("train", {}) if isinstance(saved.get("train"), dict) else {}
+
+    def option(key: str) -> str:
+        return "--" + key.replace("_", "-")
+
+    changed = [k for k in (*RESUME_APPLIED, *RESUME_REFUSED) if k in before and before[k] != getattr(now, k)]
+    notes = [f"{option(k)} {getattr(now, k)} applied (the run had {before[k]})" for k in changed
+             if k in RESUME_APPLIED]
+    problems = [f"{option(k)} {getattr(now, k)} differs from the run's {before[k]}: a resumed run keeps its {k} "
+                f"(its data order and augmentation follow it); resume with {option(k)} {before[k]}"
+                for k in changed if k in RESUME_REFUSED]
+    return notes, problems
+
+
 def name_problem(name: str) -> str | None:
     """Why a run name would not name a folder inside the runs folder (None when it does)."""
     if not name.strip():

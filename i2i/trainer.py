@@ -40,7 +40,7 @@ from i2i.checkpoint import (
     step_name,
     unwrap,
 )
-from i2i.config import RunConfig, TrainConfig, non_finite
+from i2i.config import RunConfig, TrainConfig, non_finite, resume_changes
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError, resolve_split
@@ -191,6 +191,19 @@ def make_optimizers(updates: list[Update], t: TrainConfig, steps_per_epoch: int,
     return optimizers, schedulers
 
 
+def apply_optimizer_options(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                            t: TrainConfig) -> None:
+    """A resumed run trains with the --lr and betas it was given, not those its loaded optimizer state holds; the
+    schedule keeps its place (the current factor applies to the new rate). Unchanged values are left as loaded."""
+    for i, group in enumerate(optimizer.param_groups):
+        if group.get("initial_lr", t.lr) != t.lr:
+            group["lr"] = t.lr * (group["lr"] / group["initial_lr"])
+            group["initial_lr"] = t.lr
+            scheduler.base_lrs[i] = t.lr
+        if tuple(group["betas"]) != (t.beta1, t.beta2):
+            group["betas"] = (t.beta1, t.beta2)
+
+
 def make_validator(cfg: RunConfig, model: Model) -> Validator:
     t = cfg.train
     root = t.val_data or cfg.data.root
@@ -258,7 +271,8 @@ class Trainer:
         # process keeps OpenCV single-threaded from here on (a fork taken while one of OpenCV's pool threads
         # holds a lock hangs the worker: seen with a pool started by earlier in-process loading).
         start_method = "forkserver" if self.device.type == "cuda" else None
-        self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
+        self.dataset = make_dataset(self.model.data_spec(), cfg.data)
+        self.batches = BatchStream(self.dataset, batch_size=t.batch_size,
                                    seed=t.seed, workers=workers, start_method=start_method, warn=warn,
                                    rank=self.dist.rank, world=self.dist.world)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
@@ -292,6 +306,7 @@ class Trainer:
                            f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
 
     def _checkpoint_to_resume(self) -> Path | None:
+        self.resume_notes: list[str] = []
         saved = self.run.saved_config()
         if saved is not None:
             now = self.cfg.to_dict()
@@ -301,6 +316,9 @@ class Trainer:
                 raise RunError("--resume needs the same model and data options as the run it continues; "
                                "differences:\n  " + "\n  ".join(diffs))
             carry_record(self.cfg.train, saved)
+            self.resume_notes, refused = resume_changes(saved, self.cfg.train)
+            if refused:
+                raise RunError("--resume cannot change these options:\n  " + "\n  ".join(refused))
         return self.run.latest_checkpoint()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -419,6 +437,8 @@ class Trainer:
             remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
         if self.resume_from is not None:
             self._load_newest_good()
+            for note in self.resume_notes if self.dist.main else ():
+                warn(f"note: {note}")
         elif self.resume and self.dist.main:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
         if not self.dist.main:  # rank 0 alone writes the run directory
@@ -426,6 +446,9 @@ class Trainer:
         if self.resume:
             self.run.cut_metrics(after_step=self.step if self.resume_from is not None else -1)
         self.run.write_config(self.cfg.to_dict())
+        changed = self.run.data_changes(self.cfg.data.root, self.dataset.file_list())
+        if changed and self.resume:
+            warn(f"note: {changed}")
         if self.cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -517,6 +540,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             self.schedulers[name].load_state_dict(state["schedulers"][name])
+            apply_optimizer_options(optimizer, self.schedulers[name], self.cfg.train)
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
         torch.set_rng_state(state["rng"]["torch"])
