@@ -67,7 +67,8 @@ class DirSummary:
         text = f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)}"
         if self.ignored:
             text += f", ignored {len(self.ignored)} (not images or hidden)"
-        return text + f" in {self.seconds:.1f} s ({rate:.2f} images/s)"
+        unit = "files/s" if self.videos else "images/s"  # a video counts as one file (its frames/s: its own line)
+        return text + f" in {self.seconds:.1f} s ({rate:.2f} {unit})"
 
     def details(self, limit: int = 10) -> list[str]:
         """Lines naming what the counts hide: the files left alone and the float images that were clipped."""
@@ -98,9 +99,10 @@ _SPECIAL = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a
 def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
     """Walk `root` (following symbolic links to folders, never in a loop) and account for every entry.
 
-    Images (by extension) are listed; dangling symbolic links, link loops, unreadable folders and special
+    Images (by extension) and videos (by extension or first bytes) are listed;
+    dangling symbolic links, link loops, unreadable folders and special
     files named like images (a FIFO would block a reader forever) fail with a reason; other files and
-    hidden entries are ignored with a reason. Nothing is opened: entries are only stat()ed.
+    hidden entries are ignored with a reason. Only regular files are opened, for their first 12 bytes.
     `exclude` (the output folder, when it lies inside `root`) is skipped.
     """
     scan = TreeScan()
@@ -130,8 +132,7 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
                     scan.failed.append((path, f"symbolic link loop: leads back to {os.path.realpath(path)}"))
                 elif key != skip:
                     pending.append((path, ancestors | {key}))
-            elif stat.S_ISREG(st.st_mode) and not is_image_file(path) and (
-                    path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path)):
+            elif stat.S_ISREG(st.st_mode) and is_video_file(path):
                 scan.videos.append(path)
             elif not is_image_file(path):
                 scan.ignored.append((path, "not an image or video (by its extension and first bytes)"))
@@ -423,8 +424,10 @@ def _refuse_outputs_on_inputs(images: list[Path], videos: list[Path], base: Path
 
 
 def is_video_file(path: Path) -> bool:
-    """A video by its extension, or by its first bytes when it has no image extension."""
-    return not is_image_file(path) and (path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path))
+    """A video by its extension, or by its first bytes (an MP4 named .jpg is a video, not a broken image)."""
+    if not os.path.isfile(path):  # never open a FIFO or a device, whatever its name
+        return False
+    return path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path)
 
 
 def video_output_path(source: Path, base: Path, dst: Path) -> Path:
