@@ -5,7 +5,8 @@ they fill, so `pick()` builds a config from them.
 
 Exit statuses (the README's "Exit codes"): 0 everything done (inputs translated or already done), 1 an
 error that stopped the command, 2 a usage error (click), 3 some inputs could not be translated or scored
-(the rest were; with --strict the command stopped at the first), 130 interrupted by Ctrl-C.
+(the rest were; with --strict the command stopped at the first), 130 interrupted by Ctrl-C, 143 by SIGTERM and
+138 by SIGUSR1 (training checkpoints the step it stopped at first).
 """
 
 from __future__ import annotations
@@ -464,7 +465,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
     OUTPUT has an extension, the output file itself. Under torchrun the processes share the files. Exit status:
     0 when every image was translated or already done, 3 when some could not be (each is named), 1 on other
-    errors, 130 on Ctrl-C.
+    errors, 130 on Ctrl-C, 143 on SIGTERM, 138 on SIGUSR1 (the outputs written so far are whole).
     """
     from i2i.data.io import ImageReadError
     from i2i.distributed import launch_rank, session
