@@ -9,6 +9,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -131,3 +133,30 @@ def test_sigterm_during_translation_keeps_outputs_whole_and_the_rerun_completes(
     rerun = in_process(args)
     assert rerun.exit_code == 0 and f"skipped {len(written)} (already done)" in rerun.output, rerun.output
     assert len(list(dst.iterdir())) == 300
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_process_at_one_checkpointed_step(paired_root: Path, tmp_path: Path) -> None:
+    """torchrun passes SIGTERM on to its processes: they agree on the stop step, rank 0 checkpoints it, and the run
+    resumes from there on any process count."""
+    runs, log = tmp_path / "runs", tmp_path / "log.txt"
+    run = runs / "d"
+    args = [*train_args(paired_root, runs, "d", "--max-steps", "100000", "--save-every", "0"), "--device", "cpu"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                 "-m", "i2i", *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+    try:
+        wait_until(lambda: len(logged_steps(run)) >= 3, proc, log, timeout=240)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    stopped = logged_steps(run)[-1]
+    assert text.count(f"interrupted at step {stopped} by SIGTERM") == 2, text  # both processes, at one step
+    assert (run / "latest").read_text() == f"step_{stopped:06d}" and not list((run / "ckpt").glob(".tmp_*"))
+    assert "lost the others" not in text and f"done: {stopped} steps" in text
+    resumed = in_process([*train_args(paired_root, runs, "d", "--max-steps", str(stopped + 2)), "--resume"])
+    assert resumed.exit_code == 0 and f"done: {stopped + 2} steps" in resumed.output
