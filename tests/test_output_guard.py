@@ -93,7 +93,8 @@ def test_a_read_only_output_is_found_before_the_work(run_dir: Path, tmp_path: Pa
     assert result.exit_code == 1 and "cannot write in the output folder" in result.output
 
 
-def test_two_translations_of_one_clip_into_one_output_give_a_clean_runs_video(tmp_path: Path) -> None:
+def test_two_translations_of_one_clip_into_one_output_give_a_clean_runs_video(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("av")
     from test_video import decoded, invert, make_video
 
@@ -102,22 +103,45 @@ def test_two_translations_of_one_clip_into_one_output_give_a_clean_runs_video(tm
     clip = make_video(tmp_path / "clip.mp4", n=24, audio=False)
     clean = tmp_path / "clean.mp4"
     translate_video(clip, clean, invert, batch_size=4, progress=False)
-    both = threading.Barrier(2)
+    target = tmp_path / "out" / "clip.mp4"
+    second_done, errors = threading.Event(), []
+    real_replace = os.replace
 
-    def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
-        time.sleep(0.02)  # keeps the two writers side by side
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == target and not second_done.is_set():  # the first writer publishes only once the second
+            second_done.wait(30)                              # has written its whole video beside it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+    def second(batch: list[np.ndarray]) -> list[np.ndarray]:
+        second.calls += 1
         return invert(batch)
 
-    def twin() -> None:
-        both.wait()
-        translate_video(clip, tmp_path / "out" / "clip.mp4", slow, batch_size=4, overwrite=True, progress=False)
+    second.calls = 0
 
-    threads = [threading.Thread(target=twin) for _ in range(2)]
-    for t in threads:
+    def twin(translate) -> None:
+        try:
+            translate_video(clip, target, translate, batch_size=4, overwrite=True, progress=False)
+        except Exception as err:
+            errors.append(err)
+
+    def watch() -> None:  # the second writer has translated every frame; give its encoder time to flush
+        while second.calls < 6:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        second_done.set()
+
+    threads = [threading.Thread(target=twin, args=(invert,)), threading.Thread(target=twin, args=(second,)),
+               threading.Thread(target=watch)]
+    threads[0].start()
+    time.sleep(0.2)
+    for t in threads[1:]:
         t.start()
     for t in threads:
         t.join()
-    got, want = decoded(tmp_path / "out" / "clip.mp4")[0], decoded(clean)[0]
+    assert errors == []
+    got, want = decoded(target)[0], decoded(clean)[0]
     assert len(got) == len(want) == 24 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["clip.mp4"]  # no temp file left by either
 
