@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from i2i.data.io import atomic_write_bytes, file_mode
+from i2i.data.io import atomic_write_bytes, file_mode, fsync_file, fsync_folder
 
 CKPT_DIR = "ckpt"
 LATEST = "latest"
@@ -65,7 +66,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / (name or step_name(step))
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    metadata = {CONFIG_KEY: json.dumps(config)}
+    metadata = {CONFIG_KEY: json.dumps(config, allow_nan=False)}
 
     def write_weights() -> None:
         for net_name, net in networks.items():
@@ -83,9 +84,12 @@ def save_checkpoint(
                 done.result()
         for written in tmp.iterdir():
             os.chmod(written, file_mode())  # safetensors creates 0600 files; a run is shared like any folder
+            fsync_file(written)  # on the disk before the rename publishes them (a power cut keeps old or new)
+        fsync_folder(tmp)
         if final.exists():  # re-saving the same step (e.g. right after a resume): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_folder(root)
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(Path(run_dir))
@@ -96,7 +100,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if name is None:
-        atomic_write_bytes(Path(run_dir) / LATEST, final.name.encode())
+        atomic_write_bytes(Path(run_dir) / LATEST, final.name.encode(), durable=True)
         _prune(root, keep_last, keep=final.name)
     return final
 
@@ -114,14 +118,40 @@ def _prune(root: Path, keep_last: int, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None when it has none."""
-    run_dir = Path(run_dir)
+_warned: set[tuple[str, str]] = set()
+
+
+def _pointed(run_dir: Path) -> Path | None:
+    """The checkpoint folder `RUN/latest` names, if it names one inside the run's ckpt/ (a plain folder name);
+    anything else (another folder, a path, empty, `.`) is ignored with a warning (once per run and text)."""
     pointer = run_dir / LATEST
-    if pointer.is_file():
-        candidate = run_dir / CKPT_DIR / pointer.read_text().strip()
-        if candidate.is_dir():
-            return candidate
+    if not pointer.is_file():
+        return None
+    try:
+        text = pointer.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    root = run_dir / CKPT_DIR
+    candidate = root / text
+    plain = text not in ("", ".", "..") and "/" not in text and os.sep not in text and not text.startswith(".")
+    if plain and candidate.is_dir() and candidate.resolve().parent == root.resolve():
+        return candidate
+    if plain and not candidate.exists():
+        return None  # a checkpoint pruned or lost: quietly the newest complete one
+    if (str(run_dir), text) not in _warned:
+        _warned.add((str(run_dir), text))
+        print(f"warning: ignoring {pointer}: {text!r} is not a checkpoint folder of this run; using the newest "
+              "complete checkpoint instead", file=sys.stderr)
+    return None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None when it has none. `latest` is followed only to a
+    checkpoint folder inside the run."""
+    run_dir = Path(run_dir)
+    candidate = _pointed(run_dir)
+    if candidate is not None:
+        return candidate
     done = sorted(p for p in (run_dir / CKPT_DIR).glob("step_*") if (p / STATE_FILE).is_file())
     return done[-1] if done else None
 
@@ -181,6 +211,8 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], str]:
         config = json.loads(metadata[CONFIG_KEY])
     except ValueError as err:
         raise CheckpointError(f"{path} has a damaged {CONFIG_KEY} metadata entry ({_reason(err)})") from err
+    if not isinstance(config, dict) or not isinstance(config.get("model_config", {}), dict):
+        raise CheckpointError(f"{path} has a damaged {CONFIG_KEY} metadata entry (not a run config object)")
     return config, metadata.get("network", path.stem)
 
 

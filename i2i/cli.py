@@ -6,7 +6,8 @@ every option's help, type and default is read from the field it fills, so the co
 
 Exit statuses (the README's "Exit codes"): 0 everything done (inputs translated or already done), 1 an
 error that stopped the command, 2 a usage error (click), 3 some inputs could not be translated or scored
-(the rest were; with --strict the command stopped at the first), 130 interrupted by Ctrl-C.
+(the rest were; with --strict the command stopped at the first), 130 interrupted by Ctrl-C, 143 by SIGTERM and
+138 by SIGUSR1 (training checkpoints the step it stopped at first).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from i2i.config import (
     TrainConfig,
     apply_recipe,
     from_options,
+    name_problem,
+    non_finite,
     option_name,
 )
 from i2i.models import MODELS, Model
@@ -49,7 +52,7 @@ T, D = TrainConfig, DataConfig  # defaults below are read from these
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="i2i")
 def main() -> None:
-    """i2i: image-to-image translation (Pix2Pix, CycleGAN, CUT)."""
+    """i2i: image-to-image translation (Pix2Pix, CycleGAN)."""
 
 
 def owns_process() -> bool:
@@ -68,6 +71,23 @@ def stop(message: str, code: int) -> NoReturn:
     """Print `message` to stderr and exit with `code`."""
     click.echo(printable(message), err=True)
     raise click.exceptions.Exit(code)
+
+
+def check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--name must name a folder inside --runs-dir (a click error otherwise: status 2)."""
+    if value is not None and (problem := name_problem(value)) is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
+def bitrate(value: str | None) -> int | None:
+    """--bitrate in bits/s, or a click error (status 2) saying what is accepted."""
+    from i2i.video import parse_bitrate
+
+    try:
+        return None if value is None else parse_bitrate(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 class ModelCommands(click.Group):
@@ -113,7 +133,7 @@ def training_options(model_cls: type[Model]) -> list[Callable]:
     return [
         click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      required=True, help=field_help(DataConfig, "root")),
-        click.option("--name", default=None, help=field_help(TrainConfig, "name")),
+        click.option("--name", default=None, callback=check_name, help=field_help(TrainConfig, "name")),
         *config_options(TrainConfig, keep=shown),
         *config_options(DataConfig, keep=shown),
         click.option("--resume", is_flag=True,
@@ -209,10 +229,14 @@ def run_training(cfg: RunConfig, opts: dict) -> None:
     from i2i.distributed import launch_rank
     from i2i.trainer import train as train_run
 
+    problems = cfg.data.problems() + cfg.train.problems() + non_finite(cfg.model_config)
+    if problems:  # options that do not fit together: a usage error (status 2), like a bad value
+        raise click.UsageError("invalid options:\n  " + "\n  ".join(problems))
     if opts["dry_run"]:
         click.echo(cfg.to_json())
         return
     from i2i.process import process_age
+    from i2i.signals import exit_status
     from i2i.trainer import TrainingInterrupted
 
     startup = process_age() if owns_process() else None
@@ -220,8 +244,11 @@ def run_training(cfg: RunConfig, opts: dict) -> None:
         summary = train_run(cfg, resume=opts["resume"], progress=opts["progress"], startup_seconds=startup)
     except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
         raise click.ClickException(printable(err)) from err
-    except TrainingInterrupted as err:
-        stop(f"{err}; continue with the same command and --resume", EXIT_INTERRUPTED)
+    except TrainingInterrupted as err:  # a stop signal: the step it stopped at is checkpointed
+        if launch_rank() == 0 and err.summary is not None:
+            click.echo(err.summary.line())
+            click.echo(err.summary.time_line())
+        stop(f"{err}; continue with the same command and --resume", exit_status(err.signum))
     except KeyboardInterrupt:
         stop("interrupted at once: the newest complete checkpoint is kept; continue with the same command and "
              "--resume", EXIT_INTERRUPTED)
@@ -273,34 +300,35 @@ Examples:
               help="Videos: libx264 (H.264, yuv420p) or libvpx-vp9 [default: VP9 for .webm, else H.264].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None,
               help="Videos: constant quality, lower is better [default: matched to each input's bits per pixel].")
-@click.option("--bitrate", default=None, help="Videos: a bit rate instead of --crf, e.g. 4M or 800k.")
+@click.option("--bitrate", default=None, callback=lambda ctx, param, value: bitrate(value),
+              help="Videos: a bit rate instead of --crf, e.g. 4M or 800k.")
 def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     """Translate an image file or a whole folder tree with a trained run.
 
     OUTPUT is a folder that mirrors INPUT's relative paths and names, or, when INPUT is one file and
     OUTPUT has an extension, the output file itself. Under torchrun the processes share the files. Exit status:
     0 when every image was translated or already done, 3 when some could not be (each is named), 1 on other
-    errors, 130 on Ctrl-C.
+    errors, 130 on Ctrl-C, 143 on SIGTERM, 138 on SIGUSR1 (the outputs written so far are whole).
     """
     from i2i.data.io import ImageReadError
-    from i2i.distributed import session
+    from i2i.distributed import launch_rank, session
     from i2i.folders import DirSummary, merge_summaries
     from i2i.inference import Translator
-    from i2i.video import VideoOptions, parse_bitrate
+    from i2i.signals import exit_status, interrupt_on_signals, received, signal_name
+    from i2i.video import VideoOptions
 
     if owns_process():
         from i2i.process import tune_cpu_allocator
 
         tune_cpu_allocator()
     try:
-        with session(opts["device"], opts["dist_timeout"],
-                     again="Run the same command again: finished outputs are skipped.") as group:
+        again = "Run the same command again: finished outputs are skipped."
+        with interrupt_on_signals(), session(opts["device"], opts["dist_timeout"], again=again) as group:
             translator = Translator.from_pretrained(
                 checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
                 tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
-            video = VideoOptions(opts["video_codec"], opts["crf"],
-                                 None if opts["bitrate"] is None else parse_bitrate(opts["bitrate"]))
+            video = VideoOptions(opts["video_codec"], opts["crf"], opts["bitrate"])
             if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
                 summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],
                                                     strict=opts["strict"], video=video) if group.main else DirSummary()
@@ -314,9 +342,12 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
         stop(f"Error: {err} (stopped there: --strict)", EXIT_INPUTS_FAILED)
     except (ValueError, OSError, RuntimeError) as err:
         raise click.ClickException(printable(err)) from err
-    except KeyboardInterrupt:
-        stop("interrupted: every output written so far is complete; run the same command again to continue",
-             EXIT_INTERRUPTED)
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGUSR1: the current file finished or dropped
+        done = getattr(err, "summary", None)
+        if done is not None and launch_rank() == 0:
+            click.echo(done.line())
+        stop(f"interrupted by {signal_name(received(err))}: every output written so far is complete; run the same "
+             "command again to continue", exit_status(received(err)))
     if not group.main:
         return
     click.echo(summary.line() + (f" on {group.world} processes" if group.world > 1 else ""))

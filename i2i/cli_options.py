@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -16,6 +17,16 @@ import click
 from i2i.config import is_option, option_name
 
 Decorator = Callable[[Callable], Callable]
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange that also refuses NaN and infinity (which a range check lets through: nan < 0 is False)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (NaN and infinity are refused)", param, ctx)
+        return number
 
 
 def field_option(f: dataclasses.Field, hint: Any, default: Any) -> Decorator:
@@ -60,7 +71,9 @@ def _click_type(base: Any, md: typing.Mapping[str, Any]) -> Any:
     if "path" in md:
         kind = md["path"]
         return click.Path(exists=kind.startswith("existing"), file_okay=kind == "existing", path_type=Path)
-    if base in (int, float) and ("min" in md or "max" in md):
-        bounds = {k: md[k] for k in ("min", "max", "min_open", "max_open") if k in md}
-        return (click.IntRange if base is int else click.FloatRange)(**bounds)
+    bounds = {k: md[k] for k in ("min", "max", "min_open", "max_open") if k in md}
+    if base is float:  # every float option is finite: NaN or infinity would train silently
+        return FiniteRange(**bounds)
+    if base is int and bounds:
+        return click.IntRange(**bounds)
     return base

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +78,8 @@ class DataConfig:
 class TrainConfig:
     """How long and how the shared trainer runs, and where it writes."""
 
-    name: str = option("run", cli=False, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL.")
+    name: str = option("run", cli=False,
+                       help="Run name: checkpoints/NAME/, inside --runs-dir. Default: DATA-folder_MODEL.")
     runs_dir: str = option("checkpoints", path="dir", help="Folder that holds run directories.")
     max_steps: int | None = option(None, min=1, help="Stop after this many steps (a budget).")
     epochs: int = option(100, min=0, help="Epochs at the initial learning rate.")
@@ -140,6 +144,9 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
         found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES, recipe=tuple(RECIPES))
+        found += non_finite(self)
+        if (problem := name_problem(self.name)) is not None:
+            found.append(problem)
         positive = ("batch_size", "log_every", "keep_last", "val_size")
         found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
         not_negative = ("epochs", "decay_epochs", "val_every", "sample_every", "save_every", "save_minutes")
@@ -201,6 +208,50 @@ class RunConfig:
         )
 
 
+# training options that --resume applies when they differ from the run's (and says so); the run keeps its seed
+RESUME_APPLIED = ("lr", "beta1", "beta2", "batch_size", "epochs", "decay_epochs", "max_steps")
+RESUME_REFUSED = ("seed",)
+
+
+def resume_changes(saved: dict[str, Any], now: TrainConfig) -> tuple[list[str], list[str]]:
+    """What resuming the run `saved` (its config.json) with `now` changes: (notes on the options applied,
+    problems with the options refused), each naming the option."""
+    before = saved.get("train", {}) if isinstance(saved.get("train"), dict) else {}
+
+    def option(key: str) -> str:
+        return "--" + key.replace("_", "-")
+
+    changed = [k for k in (*RESUME_APPLIED, *RESUME_REFUSED) if k in before and before[k] != getattr(now, k)]
+    notes = [f"{option(k)} {getattr(now, k)} applied (the run had {before[k]})" for k in changed
+             if k in RESUME_APPLIED]
+    problems = [f"{option(k)} {getattr(now, k)} differs from the run's {before[k]}: a resumed run keeps its {k} "
+                f"(its data order and augmentation follow it); resume with {option(k)} {before[k]}"
+                for k in changed if k in RESUME_REFUSED]
+    return notes, problems
+
+
+def name_problem(name: str) -> str | None:
+    """Why a run name would not name a folder inside the runs folder (None when it does)."""
+    if not name.strip():
+        return "the run name is empty"
+    normal = os.path.normpath(name)
+    if os.path.isabs(name) or normal == "." or normal == ".." or normal.startswith(".." + os.sep):
+        return f"the run name {name!r} leads outside the runs folder; give a plain name such as facades_run"
+    return None
+
+
+def non_finite(config: Any, prefix: str = "") -> list[str]:
+    """One message per float field of a config dataclass (nested ones too) that is NaN or infinite."""
+    found = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            found += non_finite(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{prefix}{f.name} must be a finite number, got {value}")
+    return found
+
+
 def _not_in(config: Any, **choices: tuple[str, ...]) -> list[str]:
     """One message per field whose value is not among its choices."""
     return [f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}"
@@ -223,6 +274,8 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
     kwargs = {}
     for key, value in d.items():
         hint = hints[key]
+        if not _fits(value, hint):
+            raise ValueError(f"{cls.__name__}.{key} must be {_shown(hint)}, got {value!r}")
         kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
     return cls(**kwargs)
 
@@ -271,3 +324,30 @@ def apply_recipe(cfg: RunConfig, keep: typing.Collection[str] = ()) -> RunConfig
     model_config, data, train = fill(cfg.model_config), fill(cfg.data), fill(cfg.train)
     return dataclasses.replace(cfg, model_config=model_config, data=data,
                                train=dataclasses.replace(train, recipe_values=applied))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type (int, float, bool, str, dataclasses, `X | None`; others pass)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    return any(_fits_one(value, option) for option in options)
+
+
+def _fits_one(value: Any, hint: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    return True
+
+
+def _shown(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)

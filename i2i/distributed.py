@@ -107,6 +107,38 @@ class Group:
                 f"lr {lr:g} as given, not scaled with the global batch (README: 'Several GPUs and machines')")
 
 
+class StopVote:
+    """All processes stop at the same step: at each step boundary every process casts its own stop flag, and the
+    MAX over the processes of the previous boundary's flags decides. The reduction runs asynchronously on a CPU
+    (gloo) group of its own, so no step waits for it and no device sync is added; a stop is seen one step later
+    than on a single process, where the flag is used as it is."""
+
+    def __init__(self, group: Group) -> None:
+        self.several = group.world > 1
+        self.pending: tuple[Any, torch.Tensor] | None = None
+        self.group = dist.new_group(backend="gloo") if self.several else None  # every process creates it
+
+    def __call__(self, stop: bool) -> bool:
+        """Whether every process stops now (call at every step boundary, on every process)."""
+        if not self.several:
+            return stop
+        decided = False
+        if self.pending is not None:
+            work, flag = self.pending
+            work.wait()
+            decided = bool(flag.item())
+        flag = torch.tensor([int(stop)], dtype=torch.int32)
+        self.pending = None if decided else (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group,
+                                                             async_op=True), flag)
+        return decided
+
+    def close(self) -> None:
+        """Wait for the reduction in flight (every process has launched the same ones)."""
+        if self.pending is not None:
+            self.pending[0].wait()
+            self.pending = None
+
+
 def launched() -> bool:
     """True in a process that torchrun (or another launcher setting its variables) started."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

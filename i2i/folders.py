@@ -7,11 +7,13 @@ import errno
 import os
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,8 @@ class DirSummary:
         text = f"translated {self.translated}, skipped {self.skipped} (already done), failed {len(self.failed)}"
         if self.ignored:
             text += f", ignored {len(self.ignored)} (not images or hidden)"
-        return text + f" in {self.seconds:.1f} s ({rate:.2f} images/s)"
+        unit = "files/s" if self.videos else "images/s"  # a video counts as one file (its frames/s: its own line)
+        return text + f" in {self.seconds:.1f} s ({rate:.2f} {unit})"
 
     def details(self, limit: int = 10) -> list[str]:
         """Lines naming what the counts hide: the files left alone and the float images that were clipped."""
@@ -96,9 +99,10 @@ _SPECIAL = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a
 def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
     """Walk `root` (following symbolic links to folders, never in a loop) and account for every entry.
 
-    Images (by extension) are listed; dangling symbolic links, link loops, unreadable folders and special
+    Images (by extension) and videos (by extension or first bytes) are listed;
+    dangling symbolic links, link loops, unreadable folders and special
     files named like images (a FIFO would block a reader forever) fail with a reason; other files and
-    hidden entries are ignored with a reason. Nothing is opened: entries are only stat()ed.
+    hidden entries are ignored with a reason. Only regular files are opened, for their first 12 bytes.
     `exclude` (the output folder, when it lies inside `root`) is skipped.
     """
     scan = TreeScan()
@@ -128,8 +132,7 @@ def scan_tree(root: Path, exclude: Path | None = None) -> TreeScan:
                     scan.failed.append((path, f"symbolic link loop: leads back to {os.path.realpath(path)}"))
                 elif key != skip:
                     pending.append((path, ancestors | {key}))
-            elif stat.S_ISREG(st.st_mode) and not is_image_file(path) and (
-                    path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path)):
+            elif stat.S_ISREG(st.st_mode) and is_video_file(path):
                 scan.videos.append(path)
             elif not is_image_file(path):
                 scan.ignored.append((path, "not an image or video (by its extension and first bytes)"))
@@ -212,6 +215,18 @@ def _clip_warner(summary: DirSummary) -> Callable[[str], None]:
     return warn
 
 
+@contextmanager
+def _summary_on_interrupt(summary: DirSummary, started: float) -> Iterator[None]:
+    """Ctrl-C or a stop signal (a KeyboardInterrupt) leaves with what was done so far as its `summary`: every
+    output written is complete (atomic writes; a video's temp file is removed), and a rerun continues."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        summary.seconds = time.perf_counter() - started
+        err.summary = summary  # type: ignore[attr-defined]
+        raise
+
+
 def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False,
                    strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
     """Translate one image or video file into the file `dst` (its extension picks the format).
@@ -230,22 +245,25 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
     if dst.exists() and not dst.is_file():
         raise ValueError(f"cannot write {dst}: it exists and is not a file")
     fail = _Failures(summary, strict)
-    if dst.exists() and not overwrite:
-        summary.skipped = 1
-    elif is_video_file(src):
-        _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
-    else:
-        try:
-            array = read_image(src, warn=_clip_warner(summary))
-        except ImageReadError as err:
-            fail(str(err))
+    if overwrite or not dst.exists():
+        check_writable(dst.parent)
+    with _summary_on_interrupt(summary, started):
+        if dst.exists() and not overwrite:
+            summary.skipped = 1
+        elif is_video_file(src):
+            _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
         else:
-            for out, _ in translate([(array, None)]):
-                try:
-                    write_output(dst, out)
-                    summary.translated = 1
-                except (OSError, ValueError) as err:
-                    fail(f"cannot write {dst}: {err}")
+            try:
+                array = read_image(src, warn=_clip_warner(summary))
+            except ImageReadError as err:
+                fail(str(err))
+            else:
+                for out, _ in translate([(array, None)]):
+                    try:
+                        write_output(dst, out)
+                        summary.translated = 1
+                    except (OSError, ValueError) as err:
+                        fail(f"cannot write {dst}: {err}")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -299,6 +317,9 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         else:
             (scan.videos if is_video_file(src) else scan.images).append(src)
     images, videos = scan.images, scan.videos
+    _refuse_outputs_on_inputs(images, videos, base, dst, fmt, src if src.is_dir() else None)
+    if images or videos:
+        check_writable(dst)
     if shard is not None:
         images, videos = images[shard[0]::shard[1]], videos[shard[0]::shard[1]]
         if shard[0] != 0:
@@ -328,46 +349,85 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
             planned[out] = f
             jobs.append((f, out))
     started = time.perf_counter()
-    bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
-    clip_warn = _clip_warner(summary)
+    with _summary_on_interrupt(summary, started):
+        bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
+        clip_warn = _clip_warner(summary)
 
-    with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
-        def decoded() -> Iterator[tuple[np.ndarray, Path]]:
-            read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
-            for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
+        with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
+            def decoded() -> Iterator[tuple[np.ndarray, Path]]:
+                read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
+                for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
+                    try:
+                        yield future.result(), out_path
+                    except ImageReadError as err:
+                        fail(str(err))
+                        bar.update(1)
+
+            writes: list[tuple[Path, Future]] = []
+            for array, out_path in translate(decoded()):
+                writes.append((out_path, pool.submit(write_output, out_path, array)))
+                bar.update(1)
+                bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f} img/s")
+            for path, future in writes:
                 try:
-                    yield future.result(), out_path
-                except ImageReadError as err:
-                    fail(str(err))
-                    bar.update(1)
-
-        writes: list[tuple[Path, Future]] = []
-        for array, out_path in translate(decoded()):
-            writes.append((out_path, pool.submit(write_output, out_path, array)))
-            bar.update(1)
-            bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f} img/s")
-        for path, future in writes:
-            try:
-                future.result()
-                summary.translated += 1
-            except (OSError, ValueError) as err:
-                fail(f"cannot write {path}: {err}")
-    bar.close()
-    for source in videos:  # one at a time: each streams its frames through the model
-        out = video_output_path(source, base, dst)
-        if out.exists() and not overwrite:
-            summary.skipped += 1
-        elif not out.parent.resolve().is_relative_to(dst):
-            fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
-        else:
-            _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
+                    future.result()
+                    summary.translated += 1
+                except (OSError, ValueError) as err:
+                    fail(f"cannot write {path}: {err}")
+        bar.close()
+        for source in videos:  # one at a time: each streams its frames through the model
+            out = video_output_path(source, base, dst)
+            if out.exists() and not overwrite:
+                summary.skipped += 1
+            elif not out.parent.resolve().is_relative_to(dst):
+                fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
+            else:
+                _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+def check_writable(folder: Path) -> None:
+    """Create `folder` and a file in it (removed at once), or raise OSError saying OUTPUT cannot be used: a
+    read-only or unusable output is found before the work, not after every image was translated."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".i2i-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"cannot write in the output folder {shown(folder)}: {err.strerror or err}; nothing was "
+                      "translated") from err
+
+
+def _refuse_outputs_on_inputs(images: list[Path], videos: list[Path], base: Path, dst: Path, fmt: str,
+                              src_dir: Path | None) -> None:
+    """Raise ValueError, before anything is written, when a planned output would land on an input or inside the
+    input folder (INPUT inside OUTPUT: `OUT/x/x/f.jpg` -> `OUT/x/f.jpg`), naming both paths."""
+    inputs = {p.resolve(): p for p in [*images, *videos]}
+    outputs = [(f, output_path(f, base, dst, fmt)) for f in images] + [(v, video_output_path(v, base, dst))
+                                                                       for v in videos]
+    inside_allowed = src_dir is not None and dst.is_relative_to(src_dir)  # --allow-output-inside-input
+    clashes = []
+    for source, out in outputs:
+        where = out.parent.resolve() / out.name
+        if where in inputs and where != source.resolve():
+            clashes.append(f"the output of {shown(source)} would be {shown(out)}, which is the input "
+                           f"{shown(inputs[where])}")
+        elif src_dir is not None and where.is_relative_to(src_dir) and not inside_allowed:
+            clashes.append(f"the output of {shown(source)} would be {shown(out)}, inside the input folder "
+                           f"{shown(src_dir)}")
+    if clashes:
+        more = f"\n  (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise ValueError("refusing to write outputs onto the inputs; nothing was written:\n  " +
+                         "\n  ".join(clashes[:5]) + more + "\nchoose an output folder outside the input folder")
+
+
 def is_video_file(path: Path) -> bool:
-    """A video by its extension, or by its first bytes when it has no image extension."""
-    return not is_image_file(path) and (path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path))
+    """A video by its extension, or by its first bytes (an MP4 named .jpg is a video, not a broken image)."""
+    if not os.path.isfile(path):  # never open a FIFO or a device, whatever its name
+        return False
+    return path.suffix.lower() in VIDEO_EXTENSIONS or is_video(path)
 
 
 def video_output_path(source: Path, base: Path, dst: Path) -> Path:

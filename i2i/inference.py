@@ -57,10 +57,10 @@ def _load(path: str | Path, direction: str | None, ema: bool = True,
     network = network.removesuffix(EMA_SUFFIX)  # a single G_ema.safetensors holds G's averaged weights
     try:
         cfg = run_config_from_dict(config)
-    except (KeyError, TypeError, ValueError) as err:
+        with torch.device("meta"):  # no memory and no random init: the weights are loaded below
+            model = MODELS[cfg.model](cfg.model_config)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{files[0]} holds a run config this version of i2i cannot read ({err})") from err
-    with torch.device("meta"):  # no memory and no random init: the weights are loaded below
-        model = MODELS[cfg.model](cfg.model_config)
     available = model.generators()  # direction -> network name
     if resolved.is_file():
         by_network = {name: d for d, name in available.items()}

@@ -8,7 +8,6 @@ Importing i2i changes none of this. Who calls what:
   when it returns;
 - a run on several processes (`i2i.distributed.session`) makes its local GPU the current one (`cuda_device`);
 - `import_offline()` imports a library that would otherwise phone home (albumentations' version check);
-- `stop_on_sigint()` turns a training run's first Ctrl-C into a request to stop after the current step.
 The measured effect of each knob is in the README's performance table.
 """
 
@@ -18,12 +17,9 @@ import ctypes
 import gc
 import importlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -213,38 +209,3 @@ def process_age() -> float | None:
         return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
     except (OSError, ValueError, IndexError):
         return None
-
-
-@dataclass
-class StopRequest:
-    """Set by the first Ctrl-C inside `stop_on_sigint()`."""
-
-    requested: bool = False
-
-
-@contextmanager
-def stop_on_sigint(notify: Callable[[], None] | None = None) -> Iterator[StopRequest]:
-    """During the block, the first SIGINT (Ctrl-C) only sets `.requested` (and calls `notify`), so the caller can
-    finish its step, save and stop; a second one raises KeyboardInterrupt at once.
-
-    Signal handlers belong to the main thread: elsewhere, or where SIGINT is ignored (started with nohup),
-    nothing changes. The previous handler is put back on exit.
-    """
-    stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
-            signal.SIG_IGN, None):
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
-        if notify is not None:
-            notify()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -15,6 +15,7 @@ to the checkpoint's step (the killed run's last lines are dropped).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -106,7 +107,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.config_file, json.dumps(config, indent=2).encode())
+        # allow_nan=False: Infinity and NaN are not JSON (the options are checked finite, so this never fires)
+        atomic_write_bytes(self.config_file, json.dumps(config, indent=2, allow_nan=False).encode())
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_file, "a") as f:
@@ -124,6 +126,32 @@ class RunDir:
 
     def write_best(self, best: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "best.json", json.dumps(best).encode())
+
+    def data_changes(self, root: str | Path, files: list[Path]) -> str | None:
+        """Record the training files (RUN/data_files.json: their names relative to `root` and a sha256 of the list)
+        and say what changed since the record a previous process left, if anything (None: the same, or none)."""
+        names = sorted(os.path.relpath(f, root) for f in files)
+        digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+        record = self.path / "data_files.json"
+        try:
+            before = json.loads(record.read_text(errors="replace"))
+        except (OSError, ValueError):
+            before = None
+        atomic_write_bytes(record, json.dumps({"root": str(root), "count": len(names), "sha256": digest,
+                                               "files": names}, ensure_ascii=False).encode("utf-8", "surrogateescape"))
+        if not isinstance(before, dict) or before.get("sha256") == digest:
+            return None
+        old = set(before.get("files") or [])
+        added, removed = sorted(set(names) - old), sorted(old - set(names))
+
+        def listed(paths: list[str]) -> str:
+            return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+        parts = ([f"{len(added)} added ({listed(added)})"] if added else []) + (
+            [f"{len(removed)} removed ({listed(removed)})"] if removed else [])
+        return (f"the training data changed since this run last trained: {'; '.join(parts) or 'the same names'} "
+                f"({before.get('count')} -> {len(names)} files); the data order and the epoch length follow the "
+                "files as they are now")
 
     def write_timings(self, seconds: dict[str, float]) -> None:
         """Where the last process's wall time went, by phase (see trainer.Trainer.fit)."""

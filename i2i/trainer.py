@@ -13,6 +13,7 @@ import importlib.util
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,20 +40,22 @@ from i2i.checkpoint import (
     step_name,
     unwrap,
 )
-from i2i.config import RunConfig, TrainConfig, apply_recipe
+from i2i.config import RunConfig, TrainConfig, apply_recipe, non_finite, resume_changes
 from i2i.data import make_dataset
 from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError, resolve_split
 from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
 from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.finite import ADVICE, NonFiniteError, check_losses, nonfinite_networks, step_losses
 from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
 from i2i.nets.fast import gemm_convolutions, split_batchnorm
-from i2i.process import import_dynamo, opencv_threads, stop_on_sigint, training_flags
+from i2i.process import import_dynamo, opencv_threads, training_flags
 from i2i.report import build_report
 from i2i.rundir import RunDir
+from i2i.signals import signal_name, stop_on_signals
 from i2i.timeline import Timeline
 from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
 
@@ -62,11 +65,13 @@ class RunError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `fit()` after a step, and a checkpoint of that step was written."""
+    """A stop signal (Ctrl-C, SIGTERM, SIGUSR1) stopped `fit()` after a step; a checkpoint of that step was written.
+    `summary` is what the run did until then, `signum` the signal (the exit status is 128 + it)."""
 
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} written")
-        self.step, self.checkpoint = step, checkpoint
+    def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT,
+                 summary: Summary | None = None) -> None:
+        super().__init__(f"interrupted at step {step} by {signal_name(signum)}; checkpoint {checkpoint} written")
+        self.step, self.checkpoint, self.signum, self.summary = step, checkpoint, signum, summary
 
 
 @dataclass
@@ -121,7 +126,7 @@ def place(t: TrainConfig) -> Placement:
 def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:
     """Every problem with the options, found before anything is written or trained."""
     t = cfg.train
-    problems = cfg.data.problems() + t.problems()
+    problems = cfg.data.problems() + t.problems() + non_finite(cfg.model_config)
     if resume and t.init_from is not None and t.init_from_sha256 is None:  # a new source, not one the run recorded
         problems.append(RESUME_CONFLICT)
     if t.val_every:
@@ -185,6 +190,19 @@ def make_optimizers(updates: list[Update], t: TrainConfig, steps_per_epoch: int,
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
                   for name, opt in optimizers.items()}
     return optimizers, schedulers
+
+
+def apply_optimizer_options(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                            t: TrainConfig) -> None:
+    """A resumed run trains with the --lr and betas it was given, not those its loaded optimizer state holds; the
+    schedule keeps its place (the current factor applies to the new rate). Unchanged values are left as loaded."""
+    for i, group in enumerate(optimizer.param_groups):
+        if group.get("initial_lr", t.lr) != t.lr:
+            group["lr"] = t.lr * (group["lr"] / group["initial_lr"])
+            group["initial_lr"] = t.lr
+            scheduler.base_lrs[i] = t.lr
+        if tuple(group["betas"]) != (t.beta1, t.beta2):
+            group["betas"] = (t.beta1, t.beta2)
 
 
 def make_validator(cfg: RunConfig, model: Model) -> Validator:
@@ -256,7 +274,8 @@ class Trainer:
         # process keeps OpenCV single-threaded from here on (a fork taken while one of OpenCV's pool threads
         # holds a lock hangs the worker: seen with a pool started by earlier in-process loading).
         start_method = "forkserver" if self.device.type == "cuda" else None
-        self.batches = BatchStream(make_dataset(self.model.data_spec(), cfg.data), batch_size=t.batch_size,
+        self.dataset = make_dataset(self.model.data_spec(), cfg.data)
+        self.batches = BatchStream(self.dataset, batch_size=t.batch_size,
                                    seed=t.seed, workers=workers, start_method=start_method, warn=warn,
                                    rank=self.dist.rank, world=self.dist.world)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
@@ -290,6 +309,7 @@ class Trainer:
                            f"{self.run.latest_checkpoint().name}); pass --resume to continue it or pick another --name")
 
     def _checkpoint_to_resume(self) -> Path | None:
+        self.resume_notes: list[str] = []
         saved = self.run.saved_config()
         if saved is not None:
             now = self.cfg.to_dict()
@@ -299,6 +319,9 @@ class Trainer:
                 raise RunError("--resume needs the same model and data options as the run it continues; "
                                "differences:\n  " + "\n  ".join(diffs))
             carry_record(self.cfg.train, saved)
+            self.resume_notes, refused = resume_changes(saved, self.cfg.train)
+            if refused:
+                raise RunError("--resume cannot change these options:\n  " + "\n  ".join(refused))
         return self.run.latest_checkpoint()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -306,11 +329,13 @@ class Trainer:
         """Train until the step budget is spent, checkpointing along the way; resumable at any checkpoint."""
         t, timeline = self.cfg.train, self.timeline
 
-        def stopping() -> None:
-            warn("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop at once)")
+        def stopping(signum: int) -> None:
+            if self.dist.main:
+                warn(f"\n{signal_name(signum)}: stopping after this step and writing a checkpoint "
+                     "(Ctrl-C again to stop at once)")
 
         lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
-        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_sigint(stopping) as stop:
+        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_signals(stopping) as stop:
             with timeline.phase("run_directory"):
                 if self.dist.main:
                     self._claim()
@@ -321,10 +346,13 @@ class Trainer:
             bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.dist.main),
                        unit="step", dynamic_ncols=True)
             batches = self._device_batches()
+            vote, stopped = distributed.StopVote(self.dist), False  # every process stops at the same step
             for batch in timeline.timed(batches, "data", first="data_start") if self.step < self.total_steps else ():
                 with timeline.phase("first_step" if self.step == start_step else "steps"):
                     losses, fakes = self.train_step(batch)
                 self.step += 1
+                if self.step == start_step + 1:  # the one host sync outside logging: a broken run stops at once
+                    check_losses(step_losses(losses, self.dist.mean), f"at step {self.step}, the first of this run")
                 meter.add(losses, images=next(iter(batch.values())).shape[0])
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
@@ -336,12 +364,18 @@ class Trainer:
                 if t.val_every and self.step % t.val_every == 0 and self.dist.main:
                     with timeline.phase("validation"):
                         self._validate()
-                if self.step == self.total_steps or stop.requested:
+                if self.step == self.total_steps:
+                    break
+                if vote(stop.requested):
+                    stopped = True
                     break
                 if self._checkpoint_due():
                     self.save()
+            vote.close()
             bar.close()
             checkpoint = self.save()
+            if self.dist.main:
+                remove_partial_checkpoints(self.run.path)
             seconds = time.perf_counter() - started
             with timeline.phase("shutdown"):
                 batches.close()
@@ -351,11 +385,12 @@ class Trainer:
             timings = timeline.report()
             if self.dist.main:
                 self.run.write_timings(timings)
-        if stop.requested and self.step < self.total_steps:
-            raise TrainingInterrupted(self.step, checkpoint)
         images = (self.step - start_step) * t.batch_size * self.dist.world
-        return Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
-                       images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
+        summary = Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
+                          images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
+        if stopped:  # a process that got no signal itself stops with the others, as if told by SIGTERM
+            raise TrainingInterrupted(self.step, checkpoint, stop.signum or signal.SIGTERM, summary)
+        return summary
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One generator forward, then each update in the model's order; returns the losses and the fakes."""
@@ -405,6 +440,8 @@ class Trainer:
             remove_partial_checkpoints(self.run.path)  # left by a kill; this process holds the run's lock
         if self.resume_from is not None:
             self._load_newest_good()
+            for note in self.resume_notes if self.dist.main else ():
+                warn(f"note: {note}")
         elif self.resume and self.dist.main:  # killed before its first checkpoint: nothing to load, so start over
             warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
         if not self.dist.main:  # rank 0 alone writes the run directory
@@ -412,6 +449,9 @@ class Trainer:
         if self.resume:
             self.run.cut_metrics(after_step=self.step if self.resume_from is not None else -1)
         self.run.write_config(self.cfg.to_dict())
+        changed = self.run.data_changes(self.cfg.data.root, self.dataset.file_list())
+        if changed and self.resume:
+            warn(f"note: {changed}")
         if self.cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -438,6 +478,7 @@ class Trainer:
             return self._save(name)
 
     def _save(self, name: str | None) -> Path:
+        self._check_finite_weights()  # on every process: DDP keeps their weights equal, so they all agree
         if not self.dist.main:  # rank 0 writes; the others only say where it goes
             return self.run.path / CKPT_DIR / (name or step_name(self.step))
         networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
@@ -450,6 +491,16 @@ class Trainer:
         except Exception as err:  # the report is a view: never let it stop training
             warn(f"warning: could not rebuild the report: {err}")
         return path
+
+    def _check_finite_weights(self) -> None:
+        """Never checkpoint NaN or infinite weights (nor let --keep-last rotate a finite checkpoint out for them)."""
+        networks = {**self.model.networks(), **{f"{name}{EMA_SUFFIX}": ema.module for name, ema in self.emas.items()}}
+        bad = nonfinite_networks({name: unwrap(net) for name, net in networks.items()})
+        if bad:
+            kept = self.run.latest_checkpoint()
+            raise NonFiniteError(f"training stopped at step {self.step}: the weights of {', '.join(bad)} are not "
+                                 f"finite (NaN or infinity), so no checkpoint was written"
+                                 f"{f' ({kept.name} is kept)' if kept else ''}; {ADVICE}")
 
     def _load_newest_good(self) -> None:
         """Load the newest checkpoint that loads, saying which ones were skipped and why."""
@@ -492,6 +543,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             self.schedulers[name].load_state_dict(state["schedulers"][name])
+            apply_optimizer_options(optimizer, self.schedulers[name], self.cfg.train)
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -502,7 +554,9 @@ class Trainer:
     # -- every-N actions ---------------------------------------------------------------------------
     def _log(self, meter: LossMeter, bar: tqdm) -> dict[str, float]:
         """Average the window's losses (one host sync), append them to metrics.jsonl, update the bar."""
+        since = self.step - meter.steps + 1
         losses, images_per_s = meter.flush(reduce=self.dist.mean)  # the mean over the processes
+        check_losses(losses, f"at step {self.step}" if since == self.step else f"in steps {since}-{self.step}")
         images_per_s *= self.dist.world
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         self._record({"step": self.step, "epoch": self.batches.epoch, **losses, "lr": lr,

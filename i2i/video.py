@@ -21,6 +21,7 @@ import math
 import os
 import queue
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -68,8 +69,8 @@ def parse_bitrate(text: str) -> int:
         value = float(text[:-1] if scale > 1 else text) * scale
     except ValueError:
         raise ValueError(f"a bit rate is a number of bits/s, optionally with k or M (e.g. 4M), got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"a bit rate must be positive, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a bit rate must be a positive, finite number, got {text!r}")
     return int(value)
 
 
@@ -576,6 +577,13 @@ class VideoSummary:
                 f"{self.codec} {quality}, audio {self.audio}, flicker {self.flicker:.2f}")
 
 
+def partial_name(dst: Path) -> Path:
+    """A hidden temp name beside `dst`, unique to this write (two translations of one clip into one output never
+    share a file: each renames its own complete video into place), short enough wherever `dst` fits."""
+    stem = os.fsdecode(os.fsencode(dst.name)[:200])
+    return dst.with_name(f".{stem}.{secrets.token_hex(6)}.partial")
+
+
 def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_batch: TranslateBatch, *,
                     batch_size: int = 8, codec: str | None = None, crf: int | None = None,
                     bitrate: int | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
@@ -585,7 +593,7 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
     e.g. `Translator.translate_arrays`. Decoding and encoding run in threads beside it, with at most two
     batches queued on each side, so memory stays bounded for long and 4K videos. `codec` defaults to
     libx264 (libvpx-vp9 for .webm), `crf` to `default_crf` of the input; `bitrate` (bits/s) replaces the
-    CRF. The output is written to a hidden `.NAME.partial` beside `dst` and renamed at the end, so `dst`
+    CRF. The output is written to a hidden `.NAME.RANDOM.partial` beside `dst` and renamed at the end, so `dst`
     is either absent or complete; an existing `dst` is skipped unless `overwrite`. Raises VideoReadError
     (path and frame) for a corrupt or truncated input; the partial output is then removed.
     """
@@ -621,7 +629,7 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
     summary.crf = None if bitrate else (default_crf(info, codec) if crf is None else crf)
     summary.bitrate = bitrate
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f".{dst.name}.partial")
+    partial = partial_name(dst)
     changes = _Change()
     total = info.frames or (round(info.duration * float(info.rate)) if info.duration else None)
     with _open_input(src) as container:

@@ -206,11 +206,11 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(paired_root
 
 
 def test_stop_on_sigint_asks_first_then_stops_and_restores_the_handler() -> None:
-    from i2i.process import stop_on_sigint
+    from i2i.signals import stop_on_signals as stop_on_sigint
 
     before = signal.getsignal(signal.SIGINT)
     notes = []
-    with pytest.raises(KeyboardInterrupt), stop_on_sigint(lambda: notes.append("asked")) as stop:
+    with pytest.raises(KeyboardInterrupt), stop_on_sigint(lambda signum: notes.append("asked")) as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler runs between bytecodes of the main thread
         assert stop.requested and notes == ["asked"]

@@ -292,7 +292,7 @@ def test_api_float_arrays_in_a_stated_range_come_back_in_it(translator: Translat
 def test_crop_larger_than_load_fails_before_anything_is_written(paired_root: Path, tmp_path: Path) -> None:
     result = cli("train", "pix2pix", "--data", paired_root, "--runs-dir", tmp_path / "runs", *TINY,
                  "--load-size", "64", "--crop-size", "72")
-    assert result.exit_code == 1 and "crop" in result.output.lower() and "72" in result.output
+    assert result.exit_code == 2 and "crop" in result.output.lower() and "72" in result.output
     assert not (tmp_path / "runs").exists()
 
 

@@ -477,4 +477,4 @@ def test_cli_translates_one_video_to_a_file(clips: dict[str, Path], tiny_run: Pa
     assert len(decoded(out)[0]) == probe(clips["mp4"]).frames  # WebM headers hold no frame count: decode
     bad = CliRunner().invoke(main, ["translate", str(tiny_run), str(clips["mp4"]), str(out), "--bitrate", "fast",
                                     "--overwrite"])
-    assert bad.exit_code == 1 and "bit rate" in bad.output
+    assert bad.exit_code == 2 and "bit rate" in bad.output  # a bad value is a usage error

@@ -77,6 +77,7 @@ def check_tensor(tensor: torch.Tensor, channels: int, tensor_range: tuple[float,
     """Raise TypeError/ValueError unless `tensor` is CxHxW or NxCxHxW, floating point, with `channels` channels,
     finite and within `tensor_range`; returns the range."""
     bounds = check_value_range(tensor_range, "tensor_range")
+    tensor = tensor.detach()  # only its values are read (reading a scalar of a requires_grad tensor warns)
     if not tensor.is_floating_point():
         raise TypeError(f"tensors of dtype {tensor.dtype} are not translated: pass a floating-point tensor with "
                         f"values in tensor_range={tensor_range} (e.g. t.float() / 255 with tensor_range=(0, 1))")

@@ -58,13 +58,16 @@ def match_pairs(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
         raise DataError(f"no images in {folder_a}")
     if not b:
         raise DataError(f"no images in {folder_b}")
+    problems = []
     for name, mine, other, folder in (("A", a, b, folder_b), ("B", b, a, folder_a)):
         missing = sorted(set(mine) - set(other))
         if missing:
             listed = ", ".join(str(mine[s]) for s in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise DataError(f"{len(missing)} {name} image(s) have no partner with the same name in {folder}: "
+            problems.append(f"{len(missing)} {name} image(s) have no partner with the same name in {folder}: "
                             f"{listed}{more}")
+    if problems:  # both sides, so one look shows a renamed file's two names
+        raise DataError("; ".join(problems))
     return [(a[s], b[s]) for s in sorted(a)]
 
 

@@ -54,6 +54,10 @@ class PairedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def file_list(self) -> list[Path]:
+        """Every file the dataset reads, in its order (the run records their fingerprint)."""
+        return [p for item in self.items for p in item]
+
     def read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The (A, B) arrays of one item, before direction, channel conversion or augmentation."""
         paths = self.items[index]

@@ -45,6 +45,10 @@ class UnpairedDataset(Dataset):
     def __len__(self) -> int:
         return max(len(self.files["A"]), len(self.files["B"]))
 
+    def file_list(self) -> list[Path]:
+        """Every file the dataset reads, A then B (the run records their fingerprint)."""
+        return [*self.files["A"], *self.files["B"]]
+
     def _load(self, domain: str, index: int, seed: int) -> dict[str, torch.Tensor]:
         """{domain: image} plus, when the transform defers it to the device, {"geometry:" + domain: ...}."""
         x = to_float(read_image(self.files[domain][index]), self.channels[domain])
