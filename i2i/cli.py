@@ -115,9 +115,13 @@ def training_options(fn: Callable) -> Callable:
         click.option("--name", default=None, help="Run name: checkpoints/NAME/. Default: DATA-folder_MODEL."),
         click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(T.runs_dir),
                      show_default=True, help="Folder that holds run directories."),
-        click.option("--max-steps", type=POSITIVE, default=T.max_steps, help="Stop after this many steps (a budget)."),
+        click.option("--max-steps", type=POSITIVE, default=T.max_steps,
+                     help="A step budget with its own schedule: the initial learning rate, then linear decay to zero "
+                          "over the last --decay-steps (replaces --epochs/--decay-epochs)."),
+        click.option("--decay-steps", type=click.IntRange(min=0), default=T.decay_steps,
+                     help="With --max-steps: steps of linear decay at the end of the budget [default: half of it]."),
         click.option("--epochs", type=click.IntRange(min=0), default=T.epochs, show_default=True,
-                     help="Epochs at the initial learning rate."),
+                     help="Without --max-steps: epochs at the initial learning rate."),
         click.option("--decay-epochs", type=click.IntRange(min=0), default=T.decay_epochs, show_default=True,
                      help="Then epochs of linear decay to zero."),
         click.option("--batch-size", type=POSITIVE, default=T.batch_size, show_default=True),
@@ -242,7 +246,12 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     name = run_name(model, opts)
     cfg = RunConfig(model=model, model_config=model_config, data=data, train=pick(TrainConfig, opts, name=name))
     if opts["dry_run"]:
-        click.echo(cfg.to_json())
+        from i2i.trainer import dry_run
+
+        try:
+            click.echo(dry_run(cfg, resume=opts["resume"]))
+        except (RuntimeError, ValueError, OSError) as err:
+            raise click.ClickException(printable(err)) from err
         return
     from i2i.process import process_age
     from i2i.trainer import TrainingInterrupted
@@ -253,7 +262,10 @@ def run_training(model: str, model_config: object, data: DataConfig, opts: dict)
     except (RuntimeError, ValueError, OSError) as err:  # RunError is a RuntimeError
         raise click.ClickException(printable(err)) from err
     except TrainingInterrupted as err:
-        stop(f"{err}; continue with the same command and --resume", EXIT_INTERRUPTED)
+        click.echo(printable(f"{err}; continue with the same command and --resume"), err=True)
+        if err.timings and launch_rank() == 0:
+            click.echo(err.time_line())  # the last line, as after a finished run
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         stop("interrupted at once: the newest complete checkpoint is kept; continue with the same command and "
              "--resume", EXIT_INTERRUPTED)

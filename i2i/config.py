@@ -64,7 +64,9 @@ class TrainConfig:
     runs_dir: str = "checkpoints"
     epochs: int = 100  # at the initial learning rate
     decay_epochs: int = 100  # then linear decay to zero
-    max_steps: int | None = None  # a step budget that ends training early
+    max_steps: int | None = None  # a step budget with its own schedule: constant, then decay_steps of linear decay
+    decay_steps: int | None = None  # with max_steps: the last N steps decay the LR linearly to zero (None: half)
+    step_schedule: bool = True  # a record: False for runs from before max_steps had its own schedule (epochs, cut)
     batch_size: int = 1
     lr: float = 2e-4
     beta1: float = 0.5
@@ -98,6 +100,13 @@ class TrainConfig:
     sync_bn: bool = True  # BatchNorm statistics over the global batch (SyncBatchNorm); False: per process
     dist_timeout: float = 1800.0  # seconds a process waits for the others before the run fails
 
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(steps at the initial LR, steps of linear decay to zero): the step budget's own, else the epochs'."""
+        if self.max_steps is not None and self.step_schedule:
+            decay = self.max_steps // 2 if self.decay_steps is None else self.decay_steps
+            return self.max_steps - decay, decay
+        return self.epochs * steps_per_epoch, self.decay_epochs * steps_per_epoch
+
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
         found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES, recipe=tuple(RECIPES))
@@ -108,6 +117,9 @@ class TrainConfig:
                   if getattr(self, name) < 0]
         if self.max_steps is not None and self.max_steps < 1:
             found.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.decay_steps is not None and (self.max_steps is None or not 0 <= self.decay_steps <= self.max_steps):
+            found.append(f"decay_steps is part of a max_steps budget: it needs max_steps and 0 <= decay_steps <= "
+                         f"max_steps, got decay_steps={self.decay_steps}, max_steps={self.max_steps}")
         if self.max_steps is None and self.epochs + self.decay_epochs == 0:
             found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
