@@ -529,7 +529,8 @@ Examples:
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the translated split here [default: a temp folder].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory].")
+              help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory; unpaired runs: "
+                   "RUN/eval_SPLIT_DIRECTION.json, one per direction].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--ema/--no-ema", default=True, show_default=True,
@@ -543,7 +544,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     import json
 
     from i2i.data.io import ImageReadError
-    from i2i.evaluate import evaluate_run, format_table, score_folders
+    from i2i.evaluate import evaluate_run, format_table, score_folders, scores_file
     from i2i.metrics import json_safe
 
     if owns_process():
@@ -572,7 +573,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     click.echo(format_table(result))
     json_out = opts["json_out"]
     if json_out is None and checkpoint is not None and checkpoint.is_dir() and (checkpoint / "config.json").exists():
-        json_out = checkpoint / f"eval_{result['split']}.json"
+        json_out = scores_file(checkpoint, result)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))
         click.echo(f"scores written to {json_out}")
