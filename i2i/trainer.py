@@ -171,9 +171,36 @@ def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
             generator = model.generator_config(name).name
             problems.append(f"--crop-size {crop} does not fit --generator {generator} ({name}), which needs sides "
                             f"divisible by {multiple}: use --crop-size {max(multiple, crop // multiple * multiple)} "
-                            "(and --load-size at least that) or a generator for smaller crops (unet_64, unet_128, "
-                            "resnet_*)")
+                            "(and --load-size at least that) or another generator (unet_64 takes multiples of 64, "
+                            "unet_128 of 128, resnet_* of 4)")
     return problems
+
+
+OPTION_NAMES = {"data.root": "--data", "model": "the model (train pix2pix|cyclegan)"}  # where --x is not the field
+
+
+def config_differences(saved: dict[str, Any], now: dict[str, Any], sections: Iterable[str],
+                       ) -> list[tuple[str, Any, Any]]:
+    """(option, saved value, value now) for each field of `sections` that differs; folders compare resolved."""
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}").items()}
+        return {prefix: value}
+
+    def same(key: str, a: Any, b: Any) -> bool:
+        if key == "data.root" and isinstance(a, str) and isinstance(b, str):
+            return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+        return a == b
+
+    found = []
+    for section in sections:
+        before, after = flat(saved.get(section), section), flat(now.get(section), section)
+        for key in sorted(set(before) | set(after)):
+            if not same(key, before.get(key), after.get(key)):
+                field = key.split(".")[-1]
+                option = OPTION_NAMES.get(key, f"--{field.replace('_', '-')} ({key})")
+                found.append((option, before.get(key), after.get(key)))
+    return found
 
 
 def default_workers(device: torch.device, processes: int = 1) -> int:
@@ -364,8 +391,8 @@ class Trainer:
         saved = self.run.saved_config()
         if saved is not None:
             now = self.cfg.to_dict()
-            diffs = [f"{section}: saved {saved.get(section)} != now {now[section]}"
-                     for section in ("model", "model_config", "data") if saved.get(section) != now[section]]
+            diffs = [f"{option}: the run has {before!r}, now {after!r}"
+                     for option, before, after in config_differences(saved, now, ("model", "model_config", "data"))]
             if diffs:
                 raise RunError("--resume needs the same model and data options as the run it continues; "
                                "differences:\n  " + "\n  ".join(diffs))
