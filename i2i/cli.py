@@ -601,12 +601,17 @@ Example:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints/demo"),
               show_default=True, help="Where the dataset, run and report go.")
 @click.option("--steps", type=POSITIVE, default=1000, show_default=True, help="Training steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: Path, steps: int, seed: int) -> None:
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data, crops and initialisation.")
+@click.option("--overwrite/--no-overwrite", default=False, show_default=True,
+              help="Replace an existing OUT/run (else the demo refuses to touch it).")
+def demo(out: Path, steps: int, seed: int, overwrite: bool) -> None:
     """Train a small day->night Pix2Pix on photos bundled with scikit-image and show what it learned."""
     from i2i.demo import run_demo
 
-    report = run_demo(out, steps=steps, seed=seed)
+    try:
+        report = run_demo(out, steps=steps, seed=seed, overwrite=overwrite)
+    except ValueError as err:
+        raise click.ClickException(printable(err)) from err
     click.echo(report.text())
 
 

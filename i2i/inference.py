@@ -322,8 +322,10 @@ class Translator:
                                       video=video)
 
     def translate_video(self, src: str | Path, dst: str | Path, *, codec: str | None = None, crf: int | None = None,
-                        bitrate: int | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
-        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video)."""
+                        bitrate: int | str | None = None, overwrite: bool = False, progress: bool = True,
+                        ) -> VideoSummary:
+        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video);
+        `bitrate` in bits/s or spelled as on the command line ("4M", "800k")."""
         return video.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
                                      crf=crf, bitrate=bitrate, overwrite=overwrite, progress=progress)
 
