@@ -9,8 +9,8 @@ checkpoint).
 from __future__ import annotations
 
 import contextlib
-import json
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -348,8 +348,9 @@ class Trainer:
         t, data = self.cfg.train, self.cfg.data
         kind = "pairs" if self.model.data_spec().kind == "paired" else "images (A and B, an epoch is the larger)"
         constant, decay = t.schedule(self.batches.steps_per_epoch)
-        why = (f"--max-steps {t.max_steps}" + ("" if t.decay_steps is not None else ", decay: half of it")
-               if t.max_steps is not None and t.step_schedule else f"--epochs {t.epochs} --decay-epochs {t.decay_epochs}")
+        budget = f"--max-steps {t.max_steps}" + ("" if t.decay_steps is not None else ", decay: half of it")
+        epochs = f"--epochs {t.epochs} --decay-epochs {t.decay_epochs}"
+        why = budget if t.max_steps is not None and t.step_schedule else epochs
         cut = f"; stops at step {self.total_steps}" if self.total_steps < constant + decay else ""
 
         def chosen(asked: object, value: object) -> str:
