@@ -117,9 +117,9 @@ class TrainConfig:
                   if getattr(self, name) < 0]
         if self.max_steps is not None and self.max_steps < 1:
             found.append(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.decay_steps is not None and (self.max_steps is None or not 0 <= self.decay_steps <= self.max_steps):
-            found.append(f"decay_steps is part of a max_steps budget: it needs max_steps and 0 <= decay_steps <= "
-                         f"max_steps, got decay_steps={self.decay_steps}, max_steps={self.max_steps}")
+        if self.decay_steps is not None and not 0 <= self.decay_steps <= (self.max_steps or self.decay_steps):
+            found.append(f"decay_steps is the end of the max_steps budget: it needs 0 <= decay_steps <= max_steps, "
+                         f"got decay_steps={self.decay_steps}, max_steps={self.max_steps}")
         if self.max_steps is None and self.epochs + self.decay_epochs == 0:
             found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:

@@ -595,7 +595,12 @@ class Trainer:
         self.best = state.get("best") or None
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
+            scheduler = self.schedulers[name]
+            scheduler.load_state_dict(state["schedulers"][name])
+            # the rate for the next step under this run's schedule (the saved one, unless the budget changed)
+            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas,
+                                           strict=True):
+                group["lr"] = base * factor(scheduler.last_epoch)
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
         torch.set_rng_state(state["rng"]["torch"])

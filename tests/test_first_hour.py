@@ -23,11 +23,12 @@ def test_a_step_budget_carries_its_own_schedule() -> None:
     assert TrainConfig(max_steps=40, decay_steps=10).schedule(400) == (30, 10)
     assert TrainConfig().schedule(400) == (40000, 40000)  # no budget: the epochs' schedule
     assert TrainConfig(max_steps=40, step_schedule=False).schedule(400) == (40000, 40000)  # runs from before it
-    assert TrainConfig(decay_steps=5).problems() and TrainConfig(max_steps=4, decay_steps=5).problems()
+    assert TrainConfig(max_steps=4, decay_steps=5).problems() and not TrainConfig(max_steps=4, decay_steps=4).problems()
 
 
 def test_a_short_run_ends_below_half_its_learning_rate(tmp_path: Path) -> None:
-    summary = train(tiny_config(write_pairs(tmp_path / "p"), tmp_path / "runs", max_steps=8, save_every=0),
+    summary = train(tiny_config(write_pairs(tmp_path / "p"), tmp_path / "runs", max_steps=8, save_every=0,
+                                decay_steps=None),
                     progress=False)
     lrs = [json.loads(line)["lr"] for line in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert lrs[0] == pytest.approx(2e-4) and lrs[-1] < 1e-4
