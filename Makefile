@@ -24,7 +24,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/i2i demo
+	@echo "make demo: retrains checkpoints/demo/run from scratch (i2i demo --overwrite)"
+	$(BIN)/i2i demo --overwrite
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -233,7 +233,12 @@ def run_training(cfg: RunConfig, opts: dict) -> None:
     if problems:  # options that do not fit together: a usage error (status 2), like a bad value
         raise click.UsageError("invalid options:\n  " + "\n  ".join(problems))
     if opts["dry_run"]:
-        click.echo(cfg.to_json())
+        from i2i.trainer import dry_run
+
+        try:
+            click.echo(dry_run(cfg, resume=opts["resume"]))
+        except (RuntimeError, ValueError, OSError) as err:
+            raise click.ClickException(printable(err)) from err
         return
     from i2i.process import process_age
     from i2i.signals import exit_status
@@ -404,7 +409,8 @@ Examples:
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the translated split here [default: a temp folder].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory].")
+              help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory; unpaired runs: "
+                   "RUN/eval_SPLIT_DIRECTION.json, one per direction].")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--ema/--no-ema", default=True, show_default=True,
@@ -418,7 +424,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     import json
 
     from i2i.data.io import ImageReadError
-    from i2i.evaluate import evaluate_run, format_table, score_folders
+    from i2i.evaluate import evaluate_run, format_table, score_folders, scores_file
     from i2i.metrics import json_safe
 
     if owns_process():
@@ -447,7 +453,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     click.echo(format_table(result))
     json_out = opts["json_out"]
     if json_out is None and checkpoint is not None and checkpoint.is_dir() and (checkpoint / "config.json").exists():
-        json_out = checkpoint / f"eval_{result['split']}.json"
+        json_out = scores_file(checkpoint, result)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))
         click.echo(f"scores written to {json_out}")
@@ -475,12 +481,17 @@ Example:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints/demo"),
               show_default=True, help="Where the dataset, run and report go.")
 @click.option("--steps", type=POSITIVE, default=1000, show_default=True, help="Training steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: Path, steps: int, seed: int) -> None:
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data, crops and initialisation.")
+@click.option("--overwrite/--no-overwrite", default=False, show_default=True,
+              help="Replace an existing OUT/run (else the demo refuses to touch it).")
+def demo(out: Path, steps: int, seed: int, overwrite: bool) -> None:
     """Train a small day->night Pix2Pix on photos bundled with scikit-image and show what it learned."""
     from i2i.demo import run_demo
 
-    report = run_demo(out, steps=steps, seed=seed)
+    try:
+        report = run_demo(out, steps=steps, seed=seed, overwrite=overwrite)
+    except ValueError as err:
+        raise click.ClickException(printable(err)) from err
     click.echo(report.text())
 
 

@@ -81,8 +81,14 @@ class TrainConfig:
     name: str = option("run", cli=False,
                        help="Run name: checkpoints/NAME/, inside --runs-dir. Default: DATA-folder_MODEL.")
     runs_dir: str = option("checkpoints", path="dir", help="Folder that holds run directories.")
-    max_steps: int | None = option(None, min=1, help="Stop after this many steps (a budget).")
-    epochs: int = option(100, min=0, help="Epochs at the initial learning rate.")
+    max_steps: int | None = option(None, min=1, help="A step budget with its own schedule: the initial learning rate, "
+                                                     "then linear decay to zero over the last --decay-steps "
+                                                     "(replaces --epochs/--decay-epochs).")
+    decay_steps: int | None = option(None, min=0, help="With --max-steps: steps of linear decay at the end of the "
+                                                       "budget [default: half of it].")
+    step_schedule: bool = option(True, cli=False, help="A record: False for runs from before --max-steps had its own "
+                                                       "schedule (they keep the epoch schedule, cut short).")
+    epochs: int = option(100, min=0, help="Without --max-steps: epochs at the initial learning rate.")
     decay_epochs: int = option(100, min=0, help="Then epochs of linear decay to zero.")
     batch_size: int = option(1, min=1, help="Images per step (per process under torchrun).")
     lr: float = option(2e-4, min=0, min_open=True, help="Adam learning rate.")
@@ -141,6 +147,13 @@ class TrainConfig:
                                  help="Under torchrun: seconds a process waits for the others before the run fails "
                                       "with a message (instead of hanging).")
 
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(steps at the initial LR, steps of linear decay to zero): the step budget's own, else the epochs'."""
+        if self.max_steps is not None and self.step_schedule:
+            decay = self.max_steps // 2 if self.decay_steps is None else self.decay_steps
+            return self.max_steps - decay, decay
+        return self.epochs * steps_per_epoch, self.decay_epochs * steps_per_epoch
+
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
         found = _not_in(self, device=DEVICES, precision=PRECISIONS, compile_mode=COMPILE_MODES, recipe=tuple(RECIPES))
@@ -154,6 +167,9 @@ class TrainConfig:
                   if getattr(self, name) < 0]
         if self.max_steps is not None and self.max_steps < 1:
             found.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.decay_steps is not None and not 0 <= self.decay_steps <= (self.max_steps or self.decay_steps):
+            found.append(f"decay_steps is the end of the max_steps budget: it needs 0 <= decay_steps <= max_steps, "
+                         f"got decay_steps={self.decay_steps}, max_steps={self.max_steps}")
         if self.max_steps is None and self.epochs + self.decay_epochs == 0:
             found.append("epochs + decay_epochs is 0 and no max_steps is given: nothing to train")
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:

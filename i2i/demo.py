@@ -57,11 +57,16 @@ def demo_config(data_root: Path, runs_dir: Path, steps: int, seed: int) -> RunCo
     )
 
 
-def run_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True) -> DemoReport:
-    """Build the data, train, translate the held-out crops, write a grid and a report; return the scores."""
+def run_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True, overwrite: bool = False,
+             ) -> DemoReport:
+    """Build the data, train, translate the held-out crops, write a grid and a report; return the scores.
+    An existing OUT/run is replaced only with `overwrite` (else ValueError, nothing touched)."""
     out = Path(out)
+    if (out / "run").exists():
+        if not overwrite:
+            raise ValueError(f"{out / 'run'} already exists: pass --overwrite to replace it, or another --out")
+        shutil.rmtree(out / "run")
     data_root = build_day_night(out / "data", size=SIZE, seed=seed)
-    shutil.rmtree(out / "run", ignore_errors=True)  # the demo's own run: always start fresh
     summary = train(demo_config(data_root, out, steps, seed), progress=progress)
 
     translator = Translator.from_pretrained(summary.run_dir)

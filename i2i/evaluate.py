@@ -70,12 +70,18 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
             failed = summary.failed
         else:
             failed = _write_paired_split(translator, root, split, inputs, outputs, targets, batch_size)
-        result: dict[str, Any] = {"split": split, "direction": translator.direction,
+        result: dict[str, Any] = {"split": split, "direction": translator.direction, "paired": not unpaired,
                                   "n": len(list_images(outputs, recursive=True)), "failed": failed}
         result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid)
         if baseline:
             result["identity"] = score_folders(inputs, targets, paired=not unpaired, fid=fid)
     return json_safe(result)
+
+
+def scores_file(run_dir: Path, result: dict[str, Any]) -> Path:
+    """RUN/eval_SPLIT.json; an unpaired run (a generator per direction) keeps one per direction."""
+    suffix = "" if result.get("paired", True) else f"_{result['direction']}"
+    return run_dir / f"eval_{result['split']}{suffix}.json"
 
 
 def _write_paired_split(translator: Translator, root: Path, split: str, inputs: Path, outputs: Path, targets: Path,

@@ -33,6 +33,12 @@ class PaddedGenerator(nn.Module):
         return self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect"))[:, :, :h, :w]
 
 
+def example_size(multiple: int) -> tuple[int, int]:
+    """A height and width to trace with: unequal, not multiples, and larger than the padding they need
+    (reflect padding cannot exceed the input, so a 96x80 example fails unet_256's multiple of 256)."""
+    return multiple + 32, multiple + 16
+
+
 def exportable(path: str | Path, direction: str | None = None, ema: bool = True) -> tuple[PaddedGenerator, dict, int]:
     """The padded, per-image-normalised generator of a checkpoint, its run config and input channels."""
     net, gen_cfg, cfg, direction = load_generator(path, direction, ema)
@@ -49,7 +55,7 @@ def export(path: str | Path, out: str | Path, fmt: str = "onnx", direction: str 
     model, meta, channels = exportable(path, direction, ema)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(1, channels, 96, 80) * 2 - 1
+    example = torch.rand(1, channels, *example_size(model.multiple)) * 2 - 1
     if fmt == "torchscript":
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the size check traces as a constant

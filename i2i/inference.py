@@ -123,6 +123,11 @@ class ImageMeta:
     value_range: tuple[float, float] | None = None  # float arrays: the range their values are in
 
 
+def shaped_like(out: np.ndarray, array: np.ndarray) -> np.ndarray:
+    """An HxWx1 output of an HxW input comes back HxW (the same shape as the input)."""
+    return out[:, :, 0] if array.ndim == 2 and out.ndim == 3 and out.shape[2] == 1 else out
+
+
 class Translator:
     """Translate images with a trained generator: `Translator.from_pretrained(run_dir)(image)`.
 
@@ -292,7 +297,8 @@ class Translator:
         if isinstance(x, list):
             if x and all(isinstance(i, np.ndarray | str | Path) for i in x):
                 arrays = [read_image(i) if isinstance(i, str | Path) else i for i in x]
-                return self.translate_arrays(arrays, value_range=value_range)
+                outs = self.translate_arrays(arrays, value_range=value_range)
+                return [shaped_like(out, a) for out, a in zip(outs, arrays, strict=True)]
             return [self(i, tensor_range, value_range) for i in x]
         if isinstance(x, torch.Tensor):
             lo, hi = check_tensor(x, self.in_channels, tensor_range)
@@ -306,8 +312,7 @@ class Translator:
         if isinstance(x, str | Path):
             x = read_image(x)
         if isinstance(x, np.ndarray):
-            out = self.translate_arrays([x], value_range=value_range)[0]
-            return out[:, :, 0] if x.ndim == 2 else out
+            return shaped_like(self.translate_arrays([x], value_range=value_range)[0], x)
         raise TypeError(f"cannot translate a {type(x).__name__}: pass a path, PIL image, numpy array or tensor")
 
     def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False,
@@ -318,8 +323,10 @@ class Translator:
                                       video=video)
 
     def translate_video(self, src: str | Path, dst: str | Path, *, codec: str | None = None, crf: int | None = None,
-                        bitrate: int | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
-        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video)."""
+                        bitrate: int | str | None = None, overwrite: bool = False, progress: bool = True,
+                        ) -> VideoSummary:
+        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video);
+        `bitrate` in bits/s or spelled as on the command line ("4M", "800k")."""
         return video.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
                                      crf=crf, bitrate=bitrate, overwrite=overwrite, progress=progress)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -73,6 +74,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted at step {step} by {signal_name(signum)}; checkpoint {checkpoint} written")
         self.step, self.checkpoint, self.signum, self.summary = step, checkpoint, signum, summary
 
+    def time_line(self) -> str:
+        return time_line(self.summary.timings if self.summary else {})
+
+
+def time_line(timings: dict[str, float]) -> str:
+    """Where a process's time went: `time: startup 4.3 s, setup 1.2 s, ...`."""
+    return "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in timings.items())
+
 
 @dataclass
 class Summary:
@@ -80,22 +89,27 @@ class Summary:
 
     run_dir: Path
     checkpoint: Path
-    steps: int
-    epochs: int
-    seconds: float
+    steps: int  # the run's step count, over every process that trained it
+    epochs: float  # the run's completed epochs (steps / steps per epoch)
+    seconds: float  # this process's training loop only
     images_per_s: float
     skipped: int
     losses: dict[str, float]
     timings: dict[str, float]  # seconds per phase (RUN/timings.json)
+    start_step: int = 0  # where this process started (> 0 after --resume)
 
     def line(self) -> str:
         losses = " ".join(f"{k}={v:.4g}" for k, v in self.losses.items())
-        return (f"done: {self.steps} steps ({self.epochs} epochs) in {self.seconds:.1f} s, "
-                f"{self.images_per_s:.2f} img/s, {self.skipped} unreadable images skipped; {losses}; "
-                f"checkpoint {self.checkpoint}")
+        this = f"{self.steps - self.start_step} steps in {self.seconds:.1f} s, {self.images_per_s:.2f} img/s"
+        run = f"{self.steps} steps ({self.epochs:.3g} epochs)"
+        if self.start_step:
+            run = f"{run}; this process resumed at step {self.start_step}: {this}"
+        else:
+            run = f"{run} in {self.seconds:.1f} s, {self.images_per_s:.2f} img/s"
+        return f"done: {run}, {self.skipped} unreadable images skipped; {losses}; checkpoint {self.checkpoint}"
 
     def time_line(self) -> str:
-        return "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in self.timings.items())
+        return time_line(self.timings)
 
 
 @dataclass
@@ -138,8 +152,61 @@ def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:
             problems.append(f"--best-metric {t.best_metric} is not among the validation metrics: {', '.join(names)}")
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
         problems.append("--tensorboard needs the tensorboard package: pip install tensorboard")
+    problems += shape_problems(cfg, model)
     if problems:
         raise RunError("invalid options:\n  " + "\n  ".join(problems))
+
+
+CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")  # preprocess modes whose images are crop_size square
+CHANNEL_OPTIONS = {"paired": "--input-channels/--output-channels", "unpaired": "--a-channels/--b-channels"}
+
+
+def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
+    """Crops the generators cannot take and channel counts the data cannot be read as, each naming its options."""
+    spec = model.data_spec()
+    problems = []
+    if any(c not in (1, 3) for c in spec.channels):
+        problems.append(f"{CHANNEL_OPTIONS[spec.kind]} must each be 1 (gray) or 3 (RGB), got {spec.channels[0]} and "
+                        f"{spec.channels[1]}")
+    crop = cfg.data.crop_size
+    if cfg.data.preprocess not in CROPPING:
+        return problems
+    for name in sorted(set(model.generators().values())):
+        multiple = getattr(model.networks()[name], "size_multiple", 1)
+        if crop % multiple:
+            generator = model.generator_config(name).name
+            problems.append(f"--crop-size {crop} does not fit --generator {generator} ({name}), which needs sides "
+                            f"divisible by {multiple}: use --crop-size {max(multiple, crop // multiple * multiple)} "
+                            "(and --load-size at least that) or another generator (unet_64 takes multiples of 64, "
+                            "unet_128 of 128, resnet_* of 4)")
+    return problems
+
+
+OPTION_NAMES = {"data.root": "--data", "model": "the model (train pix2pix|cyclegan)"}  # where --x is not the field
+
+
+def config_differences(saved: dict[str, Any], now: dict[str, Any], sections: Iterable[str],
+                       ) -> list[tuple[str, Any, Any]]:
+    """(option, saved value, value now) for each field of `sections` that differs; folders compare resolved."""
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}").items()}
+        return {prefix: value}
+
+    def same(key: str, a: Any, b: Any) -> bool:
+        if key == "data.root" and isinstance(a, str) and isinstance(b, str):
+            return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+        return a == b
+
+    found = []
+    for section in sections:
+        before, after = flat(saved.get(section), section), flat(now.get(section), section)
+        for key in sorted(set(before) | set(after)):
+            if not same(key, before.get(key), after.get(key)):
+                field = key.split(".")[-1]
+                option = OPTION_NAMES.get(key, f"--{field.replace('_', '-')} ({key})")
+                found.append((option, before.get(key), after.get(key)))
+    return found
 
 
 def default_workers(device: torch.device, processes: int = 1) -> int:
@@ -186,7 +253,7 @@ def make_optimizers(updates: list[Update], t: TrainConfig, steps_per_epoch: int,
     fused = device.type in ("cuda", "cpu")
     optimizers = {u.name: torch.optim.Adam(u.parameters, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
                   for u in updates}
-    constant, decay = t.epochs * steps_per_epoch, t.decay_epochs * steps_per_epoch
+    constant, decay = t.schedule(steps_per_epoch)
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, constant, decay))
                   for name, opt in optimizers.items()}
     return optimizers, schedulers
@@ -282,6 +349,7 @@ class Trainer:
         schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
         self.total_steps = t.max_steps if t.max_steps is not None else schedule_steps
 
+        self.workers = workers
         self.updates = self.model.updates()
         self.optimizers, self.schedulers = make_optimizers(self.updates, t, self.batches.steps_per_epoch,
                                                            self.place.device)
@@ -296,6 +364,40 @@ class Trainer:
     @property
     def device(self) -> torch.device:
         return self.place.device
+
+    def describe(self) -> list[str]:
+        """What the run found and chose, printed before the progress bar (and by --dry-run)."""
+        t, data = self.cfg.train, self.cfg.data
+        kind = "pairs" if self.model.data_spec().kind == "paired" else "images (A and B, an epoch is the larger)"
+        constant, decay = t.schedule(self.batches.steps_per_epoch)
+        budget = f"--max-steps {t.max_steps}" + ("" if t.decay_steps is not None else ", decay: half of it")
+        epochs = f"--epochs {t.epochs} --decay-epochs {t.decay_epochs}"
+        why = budget if t.max_steps is not None and t.step_schedule else epochs
+        cut = f"; stops at step {self.total_steps}" if self.total_steps < constant + decay else ""
+
+        def chosen(asked: object, value: object) -> str:
+            return f"{value} (auto)" if asked in (None, "auto") else f"{value}"
+
+        start = (f"resumes {self.resume_from.name}" if self.resume_from is not None
+                 else "resumes from step 0 (no checkpoint yet)" if self.resume else "a new run")
+        return [
+            f"data: {self.batches.size} {kind} in {data.root}, {self.batches.steps_per_epoch} steps per epoch "
+            f"at batch {t.batch_size}",
+            f"device: {chosen(t.device, self.device)}, precision {chosen(t.precision, self.precision)}, "
+            f"workers {chosen(t.workers, self.workers)}",
+            f"run: {self.run.path} ({start})",
+            f"schedule: lr {t.lr:g} for {constant} steps, then linear decay to 0 over {decay} ({why}){cut}",
+        ]
+
+    def resolved(self) -> dict[str, Any]:
+        """The run config with what `auto` and the defaults chose written in (device, precision, workers)."""
+        d = self.cfg.to_dict()
+        d["train"].update(device=str(self.device), precision=self.precision, workers=self.workers,
+                          channels_last=self.place.memory_format == torch.channels_last)
+        constant, decay = self.cfg.train.schedule(self.batches.steps_per_epoch)
+        d["schedule"] = {"constant_steps": constant, "decay_steps": decay, "total_steps": self.total_steps,
+                         "steps_per_epoch": self.batches.steps_per_epoch, "images": self.batches.size}
+        return d
 
     @property
     def precision(self) -> str:
@@ -313,8 +415,8 @@ class Trainer:
         saved = self.run.saved_config()
         if saved is not None:
             now = self.cfg.to_dict()
-            diffs = [f"{section}: saved {saved.get(section)} != now {now[section]}"
-                     for section in ("model", "model_config", "data") if saved.get(section) != now[section]]
+            diffs = [f"{option}: the run has {before!r}, now {after!r}"
+                     for option, before, after in config_differences(saved, now, ("model", "model_config", "data"))]
             if diffs:
                 raise RunError("--resume needs the same model and data options as the run it continues; "
                                "differences:\n  " + "\n  ".join(diffs))
@@ -322,6 +424,8 @@ class Trainer:
             self.resume_notes, refused = resume_changes(saved, self.cfg.train)
             if refused:
                 raise RunError("--resume cannot change these options:\n  " + "\n  ".join(refused))
+            if not saved.get("train", {}).get("step_schedule", False):  # its checkpoints follow the epoch schedule
+                self.cfg.train.step_schedule = False
         return self.run.latest_checkpoint()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -335,16 +439,19 @@ class Trainer:
                      "(Ctrl-C again to stop at once)")
 
         lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
-        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_signals(stopping) as stop:
+        bars = contextlib.ExitStack()  # closes the bar before an error is printed (else the bar is redrawn after it)
+        with training_flags(self.device, t.deterministic, t.compile), lock, stop_on_signals(stopping) as stop, bars:
             with timeline.phase("run_directory"):
                 if self.dist.main:
                     self._claim()
                 self._start()
+            for line in self.describe() if self.dist.main else ():
+                warn(line)
             self.dist.seed(t.seed, self.step)
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
-            bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.dist.main),
-                       unit="step", dynamic_ncols=True)
+            bar = bars.enter_context(tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                                          disable=not (self.progress and self.dist.main)))
             batches = self._device_batches()
             vote, stopped = distributed.StopVote(self.dist), False  # every process stops at the same step
             for batch in timeline.timed(batches, "data", first="data_start") if self.step < self.total_steps else ():
@@ -386,8 +493,8 @@ class Trainer:
             if self.dist.main:
                 self.run.write_timings(timings)
         images = (self.step - start_step) * t.batch_size * self.dist.world
-        summary = Summary(self.run.path, checkpoint, self.step, self.batches.epoch, seconds,
-                          images / max(seconds, 1e-9), len(self.batches.skipped), last, timings)
+        summary = Summary(self.run.path, checkpoint, self.step, self.step / self.batches.steps_per_epoch, seconds,
+                          images / max(seconds, 1e-9), len(self.batches.skipped), last, timings, start_step)
         if stopped:  # a process that got no signal itself stops with the others, as if told by SIGTERM
             raise TrainingInterrupted(self.step, checkpoint, stop.signum or signal.SIGTERM, summary)
         return summary
@@ -542,8 +649,13 @@ class Trainer:
         self.best = state.get("best") or None
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
-            apply_optimizer_options(optimizer, self.schedulers[name], self.cfg.train)
+            scheduler = self.schedulers[name]
+            scheduler.load_state_dict(state["schedulers"][name])
+            apply_optimizer_options(optimizer, scheduler, self.cfg.train)
+            # the rate for the next step under this run's schedule (the saved one, unless the budget changed)
+            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas,
+                                           strict=True):
+                group["lr"] = base * factor(scheduler.last_epoch)
         self.scaler.load_state_dict(state["scaler"])
         self.model.load_training_state(state["model"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -639,6 +751,13 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
     n = min(max_rows, next(iter(images.values())).shape[0])
     tiles = [img[i].expand(3, -1, -1) if img.shape[1] == 1 else img[i] for i in range(n) for img in images.values()]
     return to_image(make_grid(torch.stack(tiles), nrow=len(images), padding=0))
+
+
+def dry_run(cfg: RunConfig, resume: bool = False) -> str:
+    """The resolved config and what the run would find and choose, after every check a run makes; writes nothing."""
+    trainer = Trainer(cfg, resume=resume, progress=False)
+    trainer.batches.close()
+    return json.dumps(trainer.resolved() | {"found": trainer.describe()}, indent=2)
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_seconds: float | None = None,

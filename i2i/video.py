@@ -586,7 +586,7 @@ def partial_name(dst: Path) -> Path:
 
 def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_batch: TranslateBatch, *,
                     batch_size: int = 8, codec: str | None = None, crf: int | None = None,
-                    bitrate: int | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
+                    bitrate: int | str | None = None, overwrite: bool = False, progress: bool = True) -> VideoSummary:
     """Translate a video file into `dst` (its extension picks the container), frame by frame.
 
     `translate_batch` maps a list of upright HxWx3 uint8 RGB frames to their translations (same sizes),
@@ -612,6 +612,8 @@ def translate_video(src: str | os.PathLike, dst: str | os.PathLike, translate_ba
         raise ValueError(f"video codec must be one of {', '.join(CODECS)}, got {codec!r}")
     if fmt == "webm" and codec != "libvpx-vp9":
         raise ValueError(f"{dst}: .webm holds VP9, not {codec}; use libvpx-vp9 or another extension")
+    if isinstance(bitrate, str):  # the CLI's spelling: 4M, 800k
+        bitrate = parse_bitrate(bitrate)
     if crf is not None and bitrate is not None:
         raise ValueError("give a CRF or a bit rate, not both")
     top = 63 if codec == "libvpx-vp9" else 51

@@ -46,8 +46,10 @@ def tiny_config(data_root: Path, runs_dir: Path, name: str = "tiny", max_steps: 
     """A Pix2Pix run small enough for unit tests: unet_64 with 4 base channels on 32->64 px crops."""
     g = GeneratorConfig(name="unet_64", base_channels=4)
     d = DiscriminatorConfig(name="basic", in_channels=6, base_channels=4)
+    # decay_steps=0: a constant LR, so a run "killed" at step k (a shorter budget) and resumed with a longer
+    # one follows the uninterrupted run exactly (a budget's decay follows the budget)
     defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
-                    save_every=2, workers=0, deterministic=True, precision="fp32")
+                    save_every=2, workers=0, deterministic=True, precision="fp32", decay_steps=0)
     return RunConfig(
         model="pix2pix",
         model_config=Pix2PixConfig(generator=g, discriminator=d),
@@ -91,8 +93,10 @@ def tiny_cyclegan_config(data_root: Path, runs_dir: Path, name: str = "cg", max_
     def d() -> DiscriminatorConfig:
         return DiscriminatorConfig(name="basic", in_channels=3, base_channels=4, norm="instance")
 
+    # decay_steps=0: a constant LR, so a run "killed" at step k (a shorter budget) and resumed with a longer
+    # one follows the uninterrupted run exactly (a budget's decay follows the budget)
     defaults = dict(name=name, runs_dir=str(runs_dir), max_steps=max_steps, log_every=1, sample_every=2,
-                    save_every=2, workers=0, deterministic=True, precision="fp32")
+                    save_every=2, workers=0, deterministic=True, precision="fp32", decay_steps=0)
     return RunConfig(
         model="cyclegan",
         model_config=CycleGANConfig(g_ab=g(), g_ba=g(), d_a=d(), d_b=d(), pool_size=3),

@@ -85,6 +85,23 @@ def test_evaluate_run_beats_nothing_and_writes_scores(tmp_path: Path) -> None:
     assert usage.exit_code == 2 and "--targets" in usage.output
 
 
+def test_cyclegan_eval_keeps_one_scores_file_per_direction(tmp_path: Path) -> None:
+    import shutil
+
+    root = write_unpaired(tmp_path / "u")
+    for domain in "AB":
+        shutil.copytree(root / f"train{domain}", root / f"test{domain}")
+    run = train(tiny_cyclegan_config(root, tmp_path / "runs", max_steps=1), progress=False).run_dir
+    for direction in ("AtoB", "BtoA"):
+        out = CliRunner().invoke(main, ["eval", str(run), "--data", str(root), "--split", "test", "--no-fid",
+                                        "--direction", direction])
+        assert out.exit_code == 0, out.output
+    for direction, n in (("AtoB", 5), ("BtoA", 3)):  # 5 A images, 3 B images
+        scores = json.loads((run / f"eval_test_{direction}.json").read_text())
+        assert scores["direction"] == direction and scores["n"] == n
+    assert not (run / "eval_test.json").exists()
+
+
 @needs_fid
 def test_eval_real_yosemite_model_vs_identity(tmp_path: Path) -> None:
     data = shared_dataset("tiny_demo", "summer2winter")

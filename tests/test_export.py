@@ -16,13 +16,23 @@ from i2i.export import export
 from i2i.inference import Translator
 from i2i.trainer import train
 
-SHAPES = [(1, 3, 64, 64), (1, 3, 100, 70), (2, 3, 80, 96)]
+# per generator: sizes that are and are not multiples of its size rule, each side above the padding it needs
+SHAPES = {"unet_64": [(1, 3, 64, 64), (1, 3, 100, 70), (2, 3, 80, 96)],
+          "unet_256": [(1, 3, 256, 256), (1, 3, 300, 270), (2, 3, 280, 296)]}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=list(SHAPES))
+def run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run of each generator (unet_256 is the default Pix2Pix and every imported reference model)."""
     tmp = tmp_path_factory.mktemp("export")
-    return train(tiny_config(write_pairs(tmp / "pairs"), tmp / "runs", max_steps=2), progress=False).run_dir
+    cfg = tiny_config(write_pairs(tmp / "pairs"), tmp / "runs", max_steps=2)
+    cfg.model_config.generator.name = request.param
+    cfg.data.load_size = cfg.data.crop_size = int(request.param.split("_")[1])  # the U-Net's size multiple
+    return train(cfg, progress=False).run_dir
+
+
+def shapes(run_dir: Path) -> list[tuple[int, ...]]:
+    return SHAPES[json.loads((run_dir / "config.json").read_text())["model_config"]["generator"]["name"]]
 
 
 def reference(run_dir: Path, x: torch.Tensor) -> np.ndarray:
@@ -38,7 +48,7 @@ def test_onnx_matches_pytorch(run_dir: Path, tmp_path: Path) -> None:
     assert json.loads(meta["i2i"])["direction"] == "AtoB"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    for shape in SHAPES:
+    for shape in shapes(run_dir):
         x = torch.rand(*shape) * 2 - 1
         (y,) = session.run(None, {name: x.numpy()})
         assert y.shape == shape
@@ -50,7 +60,7 @@ def test_torchscript_matches_pytorch(run_dir: Path, tmp_path: Path) -> None:
     extra = {"i2i.json": ""}
     module = torch.jit.load(str(path), _extra_files=extra)
     assert json.loads(extra["i2i.json"])["i2i_config"]["model"] == "pix2pix"
-    for shape in SHAPES:
+    for shape in shapes(run_dir):
         x = torch.rand(*shape) * 2 - 1
         with torch.no_grad():
             y = module(x).numpy()

@@ -49,6 +49,16 @@ def test_any_size_comes_back_the_same_size(trained_run: Path, shape: tuple[int, 
     assert out.shape == shape and out.dtype == np.uint8  # gray stays gray
 
 
+def test_a_list_of_gray_arrays_comes_back_in_their_shapes(trained_run: Path) -> None:
+    translator = Translator.from_pretrained(trained_run, precision="fp32")
+    rng = np.random.default_rng(1)
+    gray, rgb = rng.integers(0, 256, size=(40, 52), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), np.uint8)
+    column = rng.integers(0, 256, size=(33, 20, 1), dtype=np.uint8)
+    outs = translator([gray, rgb, column])
+    assert [o.shape for o in outs] == [(40, 52), (64, 64, 3), (33, 20, 1)]
+    np.testing.assert_array_equal(outs[0], translator(gray))  # a single array and a list agree
+
+
 def test_output_does_not_depend_on_batch_mates() -> None:
     torch.manual_seed(0)
     net = per_image_norm(build_generator(GeneratorConfig(name="unet_64", base_channels=4))).eval()

@@ -51,7 +51,7 @@ def sha256sum_listing(folder: Path) -> str:
 def dry_run_config(*args: str) -> RunConfig:
     result = cli(*args, "--dry-run")
     assert result.exit_code == 0, result.output
-    return run_config_from_dict(json.loads(result.output))
+    return run_config_from_dict(json.loads(result.stdout))  # the JSON; the start notes go to stderr
 
 
 @pytest.fixture(scope="module")

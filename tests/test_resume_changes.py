@@ -20,8 +20,9 @@ TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72
 
 
 def train_cli(data: Path, runs: Path, *more: str):
+    # --decay-steps 0: the --lr given until the budget's end
     return CliRunner().invoke(main, ["train", "pix2pix", "--data", str(data), "--runs-dir", str(runs), "--name", "r",
-                                     *TINY, *more])
+                                     "--decay-steps", "0", *TINY, *more])
 
 
 @pytest.fixture
@@ -39,9 +40,11 @@ def test_a_changed_lr_is_applied_and_said(started: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     assert "--lr 0.001 applied (the run had 0.0002)" in result.output and "--beta1 0.6 applied" in result.output
     groups = [g for o in load_state(latest_checkpoint(runs / "r"))["optimizers"].values() for g in o["param_groups"]]
-    assert all(g["lr"] == pytest.approx(1e-3) and g["betas"][0] == 0.6 for g in groups)  # trained, not only recorded
-    logged = [json.loads(line) for line in (runs / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["lr"] for r in logged][-1] == pytest.approx(1e-3)
+    assert all(g["initial_lr"] == pytest.approx(1e-3) and g["betas"][0] == 0.6 for g in groups)
+    # trained, not only recorded: the rate logged after resumed step 3 (the budget's last step decays it to 0)
+    logged = {r["step"]: r["lr"] for r in map(json.loads, (runs / "r" / "metrics.jsonl").read_text().splitlines())
+              if "lr" in r}
+    assert logged[3] == pytest.approx(1e-3) and logged[1] == pytest.approx(2e-4)
     assert json.loads((runs / "r" / "config.json").read_text())["train"]["lr"] == 0.001
 
 
