@@ -32,6 +32,7 @@ from i2i.config import (
     SIZE_MODES,
     DataConfig,
     RunConfig,
+    ServeConfig,
     TrainConfig,
 )
 from i2i.models import MODELS
@@ -629,3 +630,49 @@ def import_command(pth: tuple[Path, ...], out: Path, **opts) -> None:
         raise click.ClickException(str(err)) from err
     for line in result.lines():
         click.echo(line)
+
+
+S = ServeConfig  # defaults of the serve command
+
+
+@main.command(epilog="""\b
+Examples:
+  i2i serve checkpoints/facades_pix2pix                      # http://127.0.0.1:7860, this machine only
+  i2i serve checkpoints/yosemite checkpoints/facades_pix2pix # a model picker; CycleGAN runs both ways
+  I2I_SERVE_AUTH=ann:secret i2i serve RUN --host 0.0.0.0     # other machines too, behind a password
+""")
+@click.argument("runs", metavar="RUN...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--host", default=S.host, show_default=True,
+              help="Address to bind; anything but loopback exposes the page to the network (with a warning).")
+@click.option("--port", type=click.IntRange(0, 65535), default=S.port, show_default=True)
+@click.option("--auth", default=S.auth, envvar="I2I_SERVE_AUTH", metavar="USER:PASS",
+              help="A user and password the browser must give (or set I2I_SERVE_AUTH, which `ps` does not show).")
+@click.option("--max-pixels", type=POSITIVE, default=S.max_pixels, show_default=True,
+              help="Uploads (images, video frames) with more pixels are refused with a message.")
+@click.option("--max-files", type=POSITIVE, default=S.max_files, show_default=True,
+              help="Images translated at once in the 'Several images' tab.")
+@click.option("--device", type=click.Choice(DEVICES), default=S.device, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=S.precision, show_default=True,
+              help="As for `i2i translate`: auto picks by device and batch size; fp32 gives exact outputs.")
+@click.option("--batch-size", type=POSITIVE, default=S.batch_size,
+              help="Queued requests translated together [default: 8 on the CPU, 32 on a GPU].")
+@click.option("--ema/--no-ema", default=S.ema, show_default=True,
+              help="Use the generator's EMA weights when the checkpoint has them.")
+def serve(runs: tuple[Path, ...], **opts) -> None:
+    """Show trained runs on a web page: upload images or a video, get translations (pip install 'i2i[serve]').
+
+    Binds to 127.0.0.1 unless --host says otherwise; no analytics, no share links, nothing loaded from the
+    network. Ctrl-C stops it.
+    """
+    config = pick(ServeConfig, opts)
+    problems = config.problems()
+    if problems:
+        raise click.BadParameter("; ".join(problems))
+    try:
+        from i2i import serve as page
+    except ImportError as err:
+        raise click.ClickException(str(err)) from err
+    try:
+        page.serve(runs, config, echo=click.echo)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise click.ClickException(printable(err)) from err

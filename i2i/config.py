@@ -186,3 +186,29 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
         hint = hints[key]
         kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
     return cls(**kwargs)
+
+
+@dataclass
+class ServeConfig:
+    """How `i2i serve` shows runs on a web page (the serve extra)."""
+
+    host: str = "127.0.0.1"  # the address the page binds to; anything but loopback exposes it (with a warning)
+    port: int = 7860  # 0: any free port
+    auth: str | None = None  # "USER:PASS" a browser must give (also from I2I_SERVE_AUTH, kept out of `ps`)
+    max_pixels: int = 4096 * 4096  # larger uploads (images, video frames) are refused with a message
+    max_files: int = 32  # images translated at once in the "Several images" tab
+    device: str = "auto"  # as `i2i translate` chooses
+    precision: str = "auto"  # as `i2i translate` chooses
+    batch_size: int | None = None  # queued requests translated together; None: devices.default_batch_size
+    ema: bool = True  # use the generator's EMA weights when the checkpoint has them
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options (empty when they can be used), checked before anything runs."""
+        found = _not_in(self, device=DEVICES, precision=PRECISIONS)
+        if self.auth is not None and (":" not in self.auth or not self.auth.split(":", 1)[0]):
+            found.append("auth must be USER:PASS")
+        if not 0 <= self.port <= 65535:
+            found.append(f"port must lie in [0, 65535], got {self.port}")
+        found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in ("max_pixels", "max_files")
+                  if getattr(self, name) < 1]
+        return found
