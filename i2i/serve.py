@@ -190,24 +190,35 @@ class App:
             raise gr.Error(f"this page serves {', '.join(self.served)}; pick one of them and its direction")
         return item.translators[direction]
 
-    def load(self, path: str | None) -> np.ndarray:
-        """Step one of a translation, one request at a time: check and decode the upload (errors stay its own)."""
-        return checked_image(path, self.config.max_pixels)
+    def load(self, path: str | None) -> None:
+        """Step one of a translation, one request at a time: check the upload, so that a bad file is reported
+        as its own error (in step two it would fail the requests batched with it)."""
+        checked_image(path, self.config.max_pixels)
 
-    def translate(self, arrays: list[np.ndarray], models: list[str], directions: list[str],
-                  ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
-        """Step two, batched over queued requests: decoded images -> outputs (in order), and compare pairs."""
-        outputs: list[np.ndarray | None] = [None] * len(arrays)
+    def translate(self, paths: list[str | None], models: list[str], directions: list[str],
+                  ) -> tuple[list[np.ndarray | None], list[tuple[np.ndarray, np.ndarray] | None]]:
+        """Step two, batched over queued requests: uploads -> outputs and compare pairs, in order.
+
+        An upload that cannot be read (only an API call that skipped step one sends one) gets None.
+        """
+        arrays: list[np.ndarray | None] = []
+        for path in paths:
+            try:
+                arrays.append(checked_image(path, self.config.max_pixels))
+            except gr.Error:
+                arrays.append(None)
+        outputs: list[np.ndarray | None] = [None] * len(paths)
         by_model: dict[tuple[str, str], list[int]] = {}
         for i, key in enumerate(zip(models, directions, strict=True)):
-            by_model.setdefault(key, []).append(i)
+            if arrays[i] is not None:
+                by_model.setdefault(key, []).append(i)
         for (label, direction), indices in by_model.items():
             translator = self.translator(label, direction)
             results = translator.translate_arrays([arrays[i] for i in indices])
             for i, out in zip(indices, results, strict=True):
                 outputs[i] = displayable(out)
-        shown = [o for o in outputs if o is not None]
-        return shown, [(displayable(a), o) for a, o in zip(arrays, shown, strict=True)]
+        pairs = [None if o is None else (displayable(a), o) for a, o in zip(arrays, outputs, strict=True)]
+        return outputs, pairs
 
     def translate_many(self, files: list[str] | None, label: str, direction: str) -> tuple[list, str]:
         """Several uploads -> a gallery and a zip of the outputs; unreadable ones are named and skipped."""
@@ -321,7 +332,6 @@ def build(runs: Sequence[str | Path], config: ServeConfig | None = None) -> gr.B
                 clip = gr.Video(label="Input video", sources=["upload"], elem_id="video_input")
                 clip_out = gr.Video(label="Output video (H.264)", elem_id="video_output", interactive=False)
             video_button = gr.Button("Translate video", variant="primary", elem_id="translate_video")
-        decoded = gr.State()
 
         def on_model(label: str) -> tuple:
             item = served[label]
@@ -336,8 +346,8 @@ def build(runs: Sequence[str | Path], config: ServeConfig | None = None) -> gr.B
         model.change(on_model, [model], [direction, info, examples], queue=False, api_visibility="private")
         direction.change(on_direction, [model, direction], [examples], queue=False, api_visibility="private")
         examples.click(lambda sample: sample[0], [examples], [source], queue=False, api_visibility="private")
-        button.click(app.load, [source], [decoded], api_name="load", concurrency_limit=4).success(
-            app.translate, [decoded, model, direction], [result, compare], api_name="translate", batch=True,
+        button.click(app.load, [source], None, api_name="load", concurrency_limit=4).success(
+            app.translate, [source, model, direction], [result, compare], api_name="translate", batch=True,
             max_batch_size=first.translators[first_direction].batch_size)
         many_button.click(app.translate_many, [files, model, direction], [gallery, archive], api_name="translate_many")
         video_button.click(app.translate_video, [clip, model, direction], [clip_out], api_name="translate_video")

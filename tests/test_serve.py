@@ -195,18 +195,20 @@ def test_twenty_concurrent_requests_are_all_answered_with_flat_memory(runs: tupl
     server = Server([runs[0]])
     inputs = [photo(tmp_path, (32 + 4 * i, 40)) for i in range(20)]
 
-    def one(path: Path) -> tuple[int, int]:
-        client = Client(server.url, verbose=False, download_files=str(tmp_path / "dl"))
-        client.predict(handle_file(str(path)), api_name="/load")
-        out = client.predict(api_name="/translate")[0]
-        return Image.open(out).size
+    def one(path: Path) -> tuple[int, int] | None:
+        client = Client(server.url, verbose=False, download_files=str(tmp_path / "dl" / path.stem))
+        out = client.predict(handle_file(str(path)), "facade", "AtoB", api_name="/translate")[0]
+        return None if out is None else Image.open(out).size
 
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    inputs[7] = bad  # batched with good ones: only its own answer is empty
     try:
         rss = []
         for _ in range(3):
             with ThreadPoolExecutor(20) as pool:
                 sizes = list(pool.map(one, inputs))
-            assert sizes == [(32 + 4 * i, 40) for i in range(20)]  # every answer is its own request's
+            assert sizes == [None if i == 7 else (32 + 4 * i, 40) for i in range(20)]  # each its own request's
             rss.append(server.rss_kb())
         assert rss[-1] - rss[0] < 60_000, f"server RSS grew {rss} kB"
     finally:
