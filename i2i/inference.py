@@ -48,7 +48,7 @@ def load_generator(path: str | Path, direction: str | None = None, ema: bool = T
 
 def run_directions(path: str | Path) -> list[str]:
     """The directions a run directory, checkpoint folder or weights file translates (a CycleGAN run: both)."""
-    resolved, cfg, model, network = _model(path)
+    resolved, _cfg, model, network = _model(path)
     available = model.generators()
     if resolved.is_file():
         return [d for d, name in available.items() if name == network]

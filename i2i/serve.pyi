@@ -155,7 +155,6 @@ def checked_image(path: str | None, max_pixels: int) -> np.ndarray:
                        f"{max_pixels:,} (--max-pixels)")
     return array
 
-from gradio.events import Dependency
 
 class Upload(gr.Image):
     """gr.Image that hands the uploaded file's path over undecoded: i2i's reader checks it (gradio's would
@@ -168,7 +167,9 @@ class Upload(gr.Image):
         if payload is not None and payload.url and payload.url.startswith("data:"):
             return super().preprocess(payload)  # a pasted image: gradio writes it to a file
         return None if payload is None or payload.path is None else str(payload.path)
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
     if TYPE_CHECKING:
         from gradio.components import Timer
