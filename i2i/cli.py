@@ -31,6 +31,7 @@ from i2i.config import (
     SIZE_MODES,
     DataConfig,
     RunConfig,
+    ServeConfig,
     TrainConfig,
     apply_recipe,
     from_options,
@@ -527,3 +528,33 @@ def import_command(pth: tuple[Path, ...], out: Path, **opts) -> None:
         raise click.ClickException(str(err)) from err
     for line in result.lines():
         click.echo(line)
+
+
+
+
+@main.command(epilog="""\b
+Examples:
+  i2i serve checkpoints/facades_pix2pix                      # http://127.0.0.1:7860, this machine only
+  i2i serve checkpoints/yosemite checkpoints/facades_pix2pix # a model picker; CycleGAN runs both ways
+  I2I_SERVE_AUTH=ann:secret i2i serve RUN --host 0.0.0.0     # other machines too, behind a password
+""")
+@click.argument("runs", metavar="RUN...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@apply(config_options(ServeConfig))
+def serve(runs: tuple[Path, ...], **opts) -> None:
+    """Show trained runs on a web page: upload images or a video, get translations (pip install 'i2i[serve]').
+
+    Binds to 127.0.0.1 unless --host says otherwise; no analytics, no share links, nothing loaded from the
+    network. Ctrl-C stops it.
+    """
+    config = from_options(ServeConfig, opts)
+    problems = config.problems()
+    if problems:
+        raise click.BadParameter("; ".join(problems))
+    try:
+        from i2i import serve as page
+    except ImportError as err:
+        raise click.ClickException(str(err)) from err
+    try:
+        page.serve(runs, config, echo=click.echo)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise click.ClickException(printable(err)) from err

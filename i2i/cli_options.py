@@ -36,7 +36,7 @@ def field_option(f: dataclasses.Field, hint: Any, default: Any) -> Decorator:
     flag = "--" + name.replace("_", "-")
     default = md.get("cli_default", default)
     base = _without_none(hint)
-    shown = {"show_default": default is not None}
+    shown = {"show_default": default is not None} | {k: md[k] for k in ("envvar", "metavar") if k in md}
     if base is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, help=md["help"], **shown)
     return click.option(flag, name, type=_click_type(base, md), default=default, help=md["help"], **shown)

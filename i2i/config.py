@@ -367,3 +367,35 @@ def _fits_one(value: Any, hint: Any) -> bool:
 
 def _shown(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint)
+
+
+@dataclass
+class ServeConfig:
+    """How `i2i serve` shows runs on a web page (the serve extra)."""
+
+    host: str = option("127.0.0.1", help="Address to bind; anything but loopback exposes the page to the network "
+                                         "(with a warning).")
+    port: int = option(7860, min=0, max=65535, help="Port to listen on (0: any free port).")
+    auth: str | None = option(None, envvar="I2I_SERVE_AUTH", metavar="USER:PASS",
+                              help="A user and password the browser must give (or set I2I_SERVE_AUTH, which `ps` "
+                                   "does not show).")
+    max_pixels: int = option(4096 * 4096, min=1, help="Uploads (images, video frames) with more pixels are refused "
+                                                      "with a message.")
+    max_files: int = option(32, min=1, help="Images translated at once in the 'Several images' tab.")
+    device: str = option("auto", choices=DEVICES, help="As for `i2i translate`.")
+    precision: str = option("auto", choices=PRECISIONS, help="As for `i2i translate`: auto picks by device and batch "
+                                                            "size; fp32 gives exact outputs.")
+    batch_size: int | None = option(None, min=1, help="Queued requests translated together [default: 8 on the CPU, "
+                                                      "32 on a GPU].")
+    ema: bool = option(True, help="Use the generator's EMA weights when the checkpoint has them.")
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options (empty when they can be used), checked before anything runs."""
+        found = _not_in(self, device=DEVICES, precision=PRECISIONS)
+        if self.auth is not None and (":" not in self.auth or not self.auth.split(":", 1)[0]):
+            found.append("auth must be USER:PASS")
+        if not 0 <= self.port <= 65535:
+            found.append(f"port must lie in [0, 65535], got {self.port}")
+        found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in ("max_pixels", "max_files")
+                  if getattr(self, name) < 1]
+        return found

@@ -47,8 +47,17 @@ def load_generator(path: str | Path, direction: str | None = None, ema: bool = T
     return _load(path, direction, ema)[:4]
 
 
-def _load(path: str | Path, direction: str | None, ema: bool = True,
-          ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
+def run_directions(path: str | Path) -> list[str]:
+    """The directions a run directory, checkpoint folder or weights file translates (a CycleGAN run: both)."""
+    resolved, _cfg, model, network = _model(path)
+    available = model.generators()
+    if resolved.is_file():
+        return [d for d, name in available.items() if name == network]
+    return list(available)
+
+
+def _model(path: str | Path) -> tuple[Path, RunConfig, Any, str]:
+    """The resolved checkpoint, its run config, the model built on the meta device, and the first file's network."""
     resolved = resolve_checkpoint(path)
     files = [resolved] if resolved.is_file() else sorted(resolved.glob("*.safetensors"))
     if not files:
@@ -61,6 +70,12 @@ def _load(path: str | Path, direction: str | None, ema: bool = True,
             model = MODELS[cfg.model](cfg.model_config)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{files[0]} holds a run config this version of i2i cannot read ({err})") from err
+    return resolved, cfg, model, network
+
+
+def _load(path: str | Path, direction: str | None, ema: bool = True,
+          ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
+    resolved, cfg, model, network = _model(path)
     available = model.generators()  # direction -> network name
     if resolved.is_file():
         by_network = {name: d for d, name in available.items()}
