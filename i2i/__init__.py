@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 from i2i.version import __version__
 
 if TYPE_CHECKING:
-    from i2i.inference import Translator, load_generator
     from i2i.nets import build_discriminator, build_generator
-    from i2i.trainer import train
+    from i2i.training.trainer import train
+    from i2i.translation.translator import Translator, load_generator
 
 _LAZY = {
-    "Translator": "i2i.inference",
-    "load_generator": "i2i.inference",
+    "Translator": "i2i.translation.translator",
+    "load_generator": "i2i.translation.translator",
     "build_discriminator": "i2i.nets",
     "build_generator": "i2i.nets",
-    "train": "i2i.trainer",
+    "train": "i2i.training.trainer",
 }
 
 __all__ = ["Translator", "__version__", "build_discriminator", "build_generator", "load_generator", "train"]

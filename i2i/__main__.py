@@ -1,14 +1,14 @@
-"""`i2i` and `python -m i2i`: the command line, in a process that i2i owns and may tune (see i2i/process.py)."""
+"""`i2i` and `python -m i2i`: the command line, in a process that i2i owns and may tune (see i2i/runtime/process.py)."""
 
 from __future__ import annotations
 
-from i2i.process import long_lived
+from i2i.runtime.process import long_lived
 
 
 def run() -> None:
     """The console entry point: import the CLI as permanent objects, then run it as the process owner."""
     with long_lived():
-        from i2i.cli import main
+        from i2i.cli.commands import main
     main(obj={"owns_process": True})
 
 

@@ -34,7 +34,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def option(default: Any, *, help: str, **cli: Any) -> Any:
-    """A config field with the help text of its command-line option (`i2i.cli` generates the options).
+    """A config field with the help text of its command-line option (`i2i.cli.commands` generates the options).
 
     `cli` holds what the option needs beyond the field's type and default: `choices`, `min`/`max` (with
     `min_open`/`max_open`), `flag` (an option name other than the field's), `path` ("dir", "existing_dir",

@@ -11,11 +11,11 @@ import numpy as np
 from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.data.demo_data import build_day_night
 from i2i.data.io import list_images, read_image, write_image
-from i2i.inference import Translator
-from i2i.metrics import psnr
+from i2i.evaluation.paired import psnr
 from i2i.models.pix2pix import Pix2PixConfig
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
-from i2i.trainer import Summary, train
+from i2i.training.trainer import Summary, train
+from i2i.translation.translator import Translator
 
 SIZE = 64
 

@@ -26,12 +26,12 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from i2i.config import DataConfig, RunConfig, TrainConfig
-from i2i.devices import DTYPES, has_fast_bf16, pick_device
-from i2i.inference import Translator
 from i2i.models import CycleGANConfig, Pix2PixConfig
 from i2i.nets import GeneratorConfig
-from i2i.process import tune_cpu_allocator
-from i2i.trainer import Trainer, to_device
+from i2i.runtime.devices import DTYPES, has_fast_bf16, pick_device
+from i2i.runtime.process import tune_cpu_allocator
+from i2i.training.trainer import Trainer, to_device
+from i2i.translation.translator import Translator
 
 
 def sync(device: torch.device) -> None:

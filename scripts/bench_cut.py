@@ -23,7 +23,7 @@ from PIL import Image
 from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.models import CUTConfig, CycleGANConfig
 from i2i.models.cut import MODE_DEFAULTS
-from i2i.trainer import Trainer, to_device
+from i2i.training.trainer import Trainer, to_device
 
 MODELS = ("cut", "fastcut", "cyclegan")
 

@@ -5,7 +5,7 @@ Trains Pix2Pix on facades (labels -> photo, --direction BtoA) and CycleGAN on su
 (and PSNR/SSIM/MS-SSIM for facades) on the held-out split next to the identity baseline (the input
 itself as the "translation"). For scale, full-length training (200 epochs at 256x256) is published
 at facades FID ~119-125 and summer->winter FID ~77-84 (mmagic's tables, pytorch-fid protocol; ours
-is clean-fid's resize, see i2i/metrics.py), so short CPU runs are expected to sit well above those.
+is clean-fid's resize, see i2i/evaluation/metrics.py), so short CPU runs are expected to sit well above those.
 
     python scripts/bench_quality.py --out bench_quality.json
     python scripts/bench_quality.py --pix2pix-steps 80000 --cyclegan-steps 250000 --crop 256  # GPU, full length
@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from i2i.evaluate import evaluate_run, format_table
+from i2i.evaluation.evaluate import evaluate_run, format_table
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -45,7 +45,7 @@ def main() -> None:
 
     from click.testing import CliRunner
 
-    from i2i.cli import main as cli
+    from i2i.cli.commands import main as cli
 
     jobs = {
         "pix2pix": (args.data / "facades", args.pix2pix_steps, args.crop, ["--direction", "BtoA"], "val", None),

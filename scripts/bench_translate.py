@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from i2i.checkpoint import save_checkpoint
+from i2i.checkpoint.weights import save_checkpoint
 from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.data.io import list_images, read_image, write_image
 from i2i.models import Pix2Pix, Pix2PixConfig

@@ -29,12 +29,13 @@ import torch
 from PIL import Image
 from skimage import data
 
-from i2i.checkpoint import save_checkpoint
+from i2i.checkpoint.weights import save_checkpoint
 from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.data.io import write_image
-from i2i.inference import Translator
 from i2i.models import Pix2Pix, Pix2PixConfig
-from i2i.video import frames, probe, translate_video
+from i2i.translation.translator import Translator
+from i2i.translation.video import frames, probe
+from i2i.translation.video_encode import translate_video
 
 
 def make_clip(path: Path, seconds: float, width: int, height: int, fps: int) -> int:

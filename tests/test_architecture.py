@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import same_weights, tiny_config, write_pairs
-from i2i.checkpoint import latest_checkpoint, load_state
+from i2i.checkpoint.weights import latest_checkpoint, load_state
 from i2i.config import from_options, option
 from i2i.data import DataSpec
-from i2i.inference import Translator
 from i2i.models import MODELS, Model, Update, View
 from i2i.nets import GeneratorConfig, build_generator, generator_from_options
-from i2i.trainer import RunError, Trainer, train
+from i2i.training.trainer import RunError, Trainer, train
+from i2i.translation.translator import Translator
 
 
 def python(code: str) -> str:
@@ -57,7 +57,8 @@ def test_importing_the_whole_library_leaves_flags_threads_and_network_alone() ->
         "import cv2, torch\n"
         "before = (cv2.getNumThreads(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),\n"
         "          torch.backends.cudnn.benchmark)\n"
-        "import i2i.cli, i2i.trainer, i2i.inference, i2i.evaluate, i2i.export, i2i.demo, i2i.data.transforms\n"
+        "import i2i.cli.commands, i2i.training.trainer, i2i.translation.translator, i2i.evaluation.evaluate\n"
+        "import i2i.translation.export, i2i.demo, i2i.data.transforms\n"
         "import i2i.data.device_augment, albumentations\n"
         "after = (cv2.getNumThreads(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),\n"
         "         torch.backends.cudnn.benchmark)\n"
@@ -194,7 +195,7 @@ def test_a_new_model_is_one_class_and_a_registry_line(tmp_path: Path, monkeypatc
 
     from click.testing import CliRunner
 
-    from i2i.cli import main
+    from i2i.cli.commands import main
 
     help_text = CliRunner().invoke(main, ["train", "regression", "--help"]).output
     assert "Train a generator by L1 alone." in help_text and "--direction [AtoB|BtoA]" in help_text

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from i2i.metrics import checkerboard_energy, checkerboard_score, checkerboard_share
+from i2i.evaluation.checkerboard import checkerboard_energy, checkerboard_score, checkerboard_share
 from i2i.nets import GeneratorConfig, build_generator
 from i2i.nets.layers import per_image_norm
 

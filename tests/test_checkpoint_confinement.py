@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import i2i.checkpoint
+import i2i.checkpoint.weights
 import i2i.data.io
 from helpers import tiny_config, write_pairs
-from i2i.checkpoint import CONFIG_KEY, CheckpointError, latest_checkpoint
-from i2i.cli import main
-from i2i.inference import load_generator
-from i2i.trainer import train
+from i2i.checkpoint.weights import CONFIG_KEY, CheckpointError, latest_checkpoint
+from i2i.cli.commands import main
+from i2i.training.trainer import train
+from i2i.translation.translator import load_generator
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +85,10 @@ def test_weights_state_and_latest_are_fsynced_before_they_are_published(tmp_path
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(i2i.checkpoint.os, "replace", replace)
+    monkeypatch.setattr(i2i.checkpoint.weights.os, "replace", replace)
     monkeypatch.setattr(i2i.data.io.os, "replace", replace)
     net = torch.nn.Linear(2, 2)
-    i2i.checkpoint.save_checkpoint(tmp_path, 3, {"G": net}, {"step": 3}, {"model": "x"})
+    i2i.checkpoint.weights.save_checkpoint(tmp_path, 3, {"G": net}, {"step": 3}, {"model": "x"})
     publish = events.index("replace step_000003")
     before = events[:publish]
     assert {"fsync G.safetensors", "fsync state.pt"} <= set(before)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from i2i.cli import main
+from i2i.cli.commands import main
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
         "--workers", "0", "--no-progress", "--log-every", "1"]

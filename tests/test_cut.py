@@ -11,14 +11,14 @@ import torch
 from click.testing import CliRunner
 
 from helpers import same_weights, write_unpaired
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import DataConfig, RunConfig, TrainConfig
 from i2i.data.io import read_image
-from i2i.inference import Translator
 from i2i.models.cut import CUT, CUTConfig
 from i2i.models.losses import patch_nce_loss
 from i2i.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, tap_features
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator
 
 NETS = ("G", "D", "F")
 

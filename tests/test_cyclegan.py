@@ -11,15 +11,15 @@ import torch
 from click.testing import CliRunner
 
 from helpers import same_weights, shared_dataset, tiny_cyclegan_config, write_unpaired
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.data.io import read_image
 from i2i.data.layout import DataError
 from i2i.data.sampling import Skipped
 from i2i.data.unpaired import UnpairedDataset
-from i2i.inference import Translator
 from i2i.models.cyclegan import CycleGAN
 from i2i.models.image_pool import ImagePool
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator
 
 NETS = ("G_AB", "G_BA", "D_A", "D_B")
 

@@ -22,7 +22,7 @@ def test_short_demo_beats_identity_and_writes_its_report(tmp_path: Path) -> None
 def test_demo_never_replaces_an_existing_run_unasked(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from i2i.cli import main
+    from i2i.cli.commands import main
 
     kept = tmp_path / "demo" / "run" / "mine.txt"
     kept.parent.mkdir(parents=True)

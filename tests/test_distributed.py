@@ -23,19 +23,19 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from helpers import write_pairs, write_unpaired
-from i2i.checkpoint import latest_checkpoint, load_state
-from i2i.cli import main
+from i2i.checkpoint.weights import latest_checkpoint, load_state
+from i2i.cli.commands import main
 from i2i.config import RunConfig
 from i2i.data.layout import DataError
 from i2i.data.sampling import EpochSampler, Skipped, StepSampler
 from i2i.data.stream import BatchStream
-from i2i.folders import merge_summaries
-from i2i.inference import Translator
 from i2i.models import build_model, run_config_from_dict
 from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 from i2i.nets import GeneratorConfig, build_generator
 from i2i.nets.fast import SplitBatchNorm2d, separate_batches
 from i2i.nets.sync_batchnorm import SyncBatchNorm2d, sync_batch_norm
+from i2i.translation.translator import Translator
+from i2i.translation.tree import merge_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--ngf", "4", "--ndf", "4", "--workers", "0", "--no-progress", "--log-every", "1", "--precision", "fp32",

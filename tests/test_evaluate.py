@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import shared_dataset, tiny_config, tiny_cyclegan_config, write_pairs, write_unpaired
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.data.layout import resolve_split
-from i2i.evaluate import evaluate_run
-from i2i.metrics import distribution_metrics_unavailable
-from i2i.trainer import RunError, Trainer, train
+from i2i.evaluation.evaluate import evaluate_run
+from i2i.evaluation.fid import distribution_metrics_unavailable
+from i2i.training.trainer import RunError, Trainer, train
 
 needs_fid = pytest.mark.skipif(distribution_metrics_unavailable() is not None,
                                reason=f"FID weights not installed: {distribution_metrics_unavailable()}")

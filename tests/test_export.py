@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from helpers import tiny_config, write_pairs
-from i2i.cli import main
-from i2i.export import export
-from i2i.inference import Translator
-from i2i.trainer import train
+from i2i.cli.commands import main
+from i2i.training.trainer import train
+from i2i.translation.export import export
+from i2i.translation.translator import Translator
 
 # per generator: sizes that are and are not multiples of its size rule, each side above the padding it needs
 SHAPES = {"unet_64": [(1, 3, 64, 64), (1, 3, 100, 70), (2, 3, 80, 96)],

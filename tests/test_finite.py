@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 import i2i.models.pix2pix
 from helpers import tiny_config, tiny_cyclegan_config, write_unpaired
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import TrainConfig, non_finite
-from i2i.finite import NonFiniteError
-from i2i.trainer import RunError, Trainer, train
+from i2i.training.finite import NonFiniteError
+from i2i.training.trainer import RunError, Trainer, train
 
 
 @pytest.mark.parametrize(("option", "value"), [("--lambda-l1", "nan"), ("--lr", "inf"), ("--beta1", "nan"),

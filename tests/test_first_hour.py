@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import tiny_config, write_pairs
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import TrainConfig
-from i2i.trainer import train
+from i2i.training.trainer import train
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
         "--workers", "0", "--no-progress", "--log-every", "1", "--precision", "fp32"]

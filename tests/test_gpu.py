@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers import same_weights, tiny_config, write_pairs
-from i2i.inference import Translator
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator
 
 pytestmark = pytest.mark.gpu
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from helpers import tiny_config, write_pairs
-from i2i.inference import Translator, load_generator
 from i2i.nets import GeneratorConfig, build_generator
 from i2i.nets.layers import per_image_norm
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator, load_generator
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,14 @@ from test_reference_import import RefResnet, RefUnet, randomise, save
 
 from helpers import tiny_config, tiny_cyclegan_config, write_pairs, write_unpaired
 from i2i import Translator
-from i2i.checkpoint import latest_checkpoint, load_state, read_metadata
-from i2i.cli import main
+from i2i.checkpoint.reference_import import import_reference
+from i2i.checkpoint.weights import latest_checkpoint, load_state, read_metadata
+from i2i.cli.commands import main
 from i2i.config import RunConfig
-from i2i.init_from import InitFromError
 from i2i.models import run_config_from_dict
 from i2i.nets import build_generator
-from i2i.reference import import_reference
-from i2i.trainer import RunError, Trainer
+from i2i.training.init_from import InitFromError
+from i2i.training.trainer import RunError, Trainer
 
 CLI_TINY = ["--workers", "0", "--no-progress", "--log-every", "1", "--deterministic", "--precision", "fp32",
             "--sample-every", "0"]

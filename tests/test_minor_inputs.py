@@ -12,7 +12,8 @@ import torch
 from helpers import write_pairs
 from i2i.data.checks import check_tensor
 from i2i.data.layout import DataError, match_pairs
-from i2i.folders import DirSummary, is_video_file, scan_tree
+from i2i.translation.folders import is_video_file
+from i2i.translation.tree import DirSummary, scan_tree
 
 
 def test_a_b_name_mismatches_list_both_sides(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helpers import tiny_config, write_pairs
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.data.io import write_image
-from i2i.folders import translate_tree
-from i2i.signals import Interrupted, interrupt_on_signals
-from i2i.trainer import train
+from i2i.runtime.signals import Interrupted, interrupt_on_signals
+from i2i.training.trainer import train
+from i2i.translation.folders import translate_tree
 
 
 def cli(*args: str | Path) -> Result:
@@ -98,7 +98,7 @@ def test_two_translations_of_one_clip_into_one_output_give_a_clean_runs_video(tm
     pytest.importorskip("av")
     from test_video import decoded, invert, make_video
 
-    from i2i.video import translate_video
+    from i2i.translation.video_encode import translate_video
 
     clip = make_video(tmp_path / "clip.mp4", n=24, audio=False)
     clean = tmp_path / "clean.mp4"

@@ -1,4 +1,5 @@
-"""Tests for i2i.process: the collector is paused during imports, restored after, and garbage is never frozen."""
+"""Tests for i2i.runtime.process: the collector is paused during imports, restored after, and garbage is never
+frozen."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import weakref
 
 import pytest
 
-from i2i.process import long_lived
+from i2i.runtime.process import long_lived
 
 
 class _Node:

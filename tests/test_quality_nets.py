@@ -36,7 +36,7 @@ from i2i.nets.layers import (
     init_weights,
 )
 from i2i.nets.patchgan import MultiscaleDiscriminator, PatchDiscriminator
-from i2i.trainer import train
+from i2i.training.trainer import train
 
 SIZE = {"unet_64": 64, "resnet_6blocks": 32}
 NEW_UPSAMPLES = ("resize", "pixelshuffle")
@@ -206,8 +206,8 @@ def upsampling_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 def test_checkpoint_records_upsampling_and_torchscript_export_matches(
     upsampling_runs: dict[str, Path], upsample: str, tmp_path: Path
 ) -> None:
-    from i2i.export import export
-    from i2i.inference import Translator, load_generator
+    from i2i.translation.export import export
+    from i2i.translation.translator import Translator, load_generator
 
     run = upsampling_runs[upsample]
     net, gen_cfg, *_ = load_generator(run)
@@ -225,8 +225,8 @@ def test_checkpoint_records_upsampling_and_torchscript_export_matches(
 @pytest.mark.parametrize("upsample", NEW_UPSAMPLES)
 def test_onnx_export_matches(upsampling_runs: dict[str, Path], upsample: str, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime", reason="ONNX checks need the export extra (onnxruntime)")
-    from i2i.export import export
-    from i2i.inference import Translator
+    from i2i.translation.export import export
+    from i2i.translation.translator import Translator
 
     run = upsampling_runs[upsample]
     session = ort.InferenceSession(str(export(run, tmp_path / "g.onnx", fmt="onnx")),

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from helpers import same_weights, tiny_config, write_pairs
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import DataConfig
 from i2i.data import DataSpec, make_dataset
-from i2i.evaluate import evaluate_run
-from i2i.inference import Translator
-from i2i.trainer import train
+from i2i.evaluation.evaluate import evaluate_run
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator
 
 
 def hq_config(root: Path, runs: Path, name: str, max_steps: int):
@@ -85,7 +85,7 @@ def test_named_recipes_resolve_on_the_command_line(paired_root: Path) -> None:
 
 
 def test_checkerboard_of_a_translated_folder_is_finite(tmp_path: Path) -> None:
-    from i2i.metrics import checkerboard_score
+    from i2i.evaluation.checkerboard import checkerboard_score
 
     images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)]
     assert np.isfinite(checkerboard_score(images, images)) and checkerboard_score(images, images) == 1.0

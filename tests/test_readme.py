@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import write_pairs, write_unpaired
-from i2i.cli import main
+from i2i.cli.commands import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

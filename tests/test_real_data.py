@@ -9,8 +9,8 @@ import numpy as np
 
 from helpers import same_weights, shared_dataset, tiny_config
 from i2i.data.io import list_images, read_image
-from i2i.inference import Translator
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator
 
 
 def test_facades_train_checkpoint_resume_translate(tmp_path: Path) -> None:

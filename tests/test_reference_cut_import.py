@@ -14,12 +14,12 @@ from PIL import Image
 from torch import nn
 
 from helpers import write_unpaired
-from i2i.checkpoint import read_metadata
-from i2i.cli import main
+from i2i.checkpoint.reference import ReferenceImportError
+from i2i.checkpoint.reference_import import import_reference
+from i2i.checkpoint.weights import read_metadata
+from i2i.cli.commands import main
 from i2i.models import run_config_from_dict
-from i2i.reference import ReferenceImportError, import_reference
 
-# ------------------------------------------------- the reference CUT's networks, its exact key names and layout
 # Re-stated from the facts of its models/networks.py: Sequentials named `model`, in-place ReLUs, instance norm
 # (convs with bias), fixed binomial `filt` buffers in its Downsample (reflect pad 1, 3 taps, stride 2) and
 # Upsample (replicate pad 1, 4 taps x 4, transposed, stride 2, cropped), netF's MLPs named mlp_N.

@@ -15,14 +15,14 @@ from safetensors import safe_open
 from torch import nn
 
 from i2i import Translator, load_generator
-from i2i.checkpoint import CONFIG_KEY, load_weights, read_metadata
-from i2i.cli import main
+from i2i.checkpoint.reference import ReferenceImportError, read_reference
+from i2i.checkpoint.reference_import import import_reference
+from i2i.checkpoint.weights import CONFIG_KEY, load_weights, read_metadata
+from i2i.cli.commands import main
 from i2i.config import RunConfig
 from i2i.models import run_config_from_dict
 from i2i.nets import DiscriminatorConfig, build_discriminator
-from i2i.reference import ReferenceImportError, import_reference, read_reference
 
-# ----------------------------------------------------------- the reference's networks, its exact key names
 # Re-stated from the facts of its models/networks.py: Sequentials named `model` (`net` for the pixel D),
 # nested U-Net blocks, in-place activations, bias only where its norm is instance (or always, where noted).
 

@@ -22,15 +22,15 @@ import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
-import i2i.checkpoint
-import i2i.folders
+import i2i.checkpoint.weights
+import i2i.translation.folders
 from helpers import same_weights, tiny_config, write_pairs
-from i2i.checkpoint import CheckpointError, latest_checkpoint
-from i2i.cli import main
+from i2i.checkpoint.rundir import RunBusyError, RunDir
+from i2i.checkpoint.weights import CheckpointError, latest_checkpoint
+from i2i.cli.commands import main
 from i2i.data.io import read_image, write_image
-from i2i.inference import Translator
-from i2i.rundir import RunBusyError, RunDir
-from i2i.trainer import RunError, Trainer, train
+from i2i.training.trainer import RunError, Trainer, train
+from i2i.translation.translator import Translator
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
         "--workers", "0", "--no-progress", "--log-every", "1", "--deterministic", "--precision", "fp32"]
@@ -115,7 +115,7 @@ def test_disk_full_while_translating_exits_3(run_dir: Path, tmp_path: Path, monk
     def full(path: Path, array: np.ndarray) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(i2i.folders, "write_image", full)
+    monkeypatch.setattr(i2i.translation.folders, "write_image", full)
     result = cli("translate", run_dir, src, tmp_path / "out", "--no-progress")
     assert result.exit_code == 3, result.output
     assert "failed 4" in result.output and "No space left" in result.output

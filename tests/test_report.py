@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers import tiny_config, write_pairs
-from i2i.report import build_report, pick_samples
+from i2i.training.report import build_report, pick_samples
 
 
 class _Links(HTMLParser):
@@ -126,7 +126,7 @@ def test_report_of_an_empty_run(tmp_path: Path) -> None:
 
 
 def test_report_of_a_real_training_run(tmp_path: Path) -> None:
-    from i2i.trainer import train
+    from i2i.training.trainer import train
 
     cfg = tiny_config(write_pairs(tmp_path / "pairs"), tmp_path / "runs", max_steps=4)
     train(cfg, progress=False)

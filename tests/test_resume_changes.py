@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import write_pairs
-from i2i.checkpoint import latest_checkpoint, load_state
-from i2i.cli import main
+from i2i.checkpoint.weights import latest_checkpoint, load_state
+from i2i.cli.commands import main
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64", "--workers",
         "0", "--no-progress", "--log-every", "1", "--precision", "fp32", "--sample-every", "0", "--save-every", "2"]

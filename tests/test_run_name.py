@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import TrainConfig
 
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from helpers import tiny_config, tiny_cyclegan_config, write_pairs, write_unpaired
-from i2i.trainer import train
+from i2i.training.trainer import train
 
 gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'i2i[serve]')")
 from i2i import serve  # noqa: E402

@@ -20,8 +20,8 @@ from PIL import Image
 from test_interrupts import in_process, logged_steps, start, train_args, wait_until
 
 from helpers import same_weights
-from i2i.checkpoint import latest_checkpoint
-from i2i.signals import Interrupted, exit_status, interrupt_on_signals, stop_on_signals
+from i2i.checkpoint.weights import latest_checkpoint
+from i2i.runtime.signals import Interrupted, exit_status, interrupt_on_signals, stop_on_signals
 
 
 @pytest.mark.slow
@@ -76,7 +76,7 @@ def test_interrupt_on_signals_raises_once() -> None:
 def _vote(rank: int, port: int, stop_at: int | None, out: multiprocessing.Queue) -> None:
     import torch.distributed as dist
 
-    from i2i.distributed import StopVote, current
+    from i2i.training.distributed import StopVote, current
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     vote = StopVote(current())

@@ -8,8 +8,8 @@ from pathlib import Path
 from helpers import tiny_config, write_pairs
 from i2i.data import DataSpec, make_dataset
 from i2i.data.stream import BatchStream
-from i2i.timeline import Timeline
-from i2i.trainer import train
+from i2i.runtime.timeline import Timeline
+from i2i.training.trainer import train
 
 
 class Clock:

@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from helpers import tiny_config, write_pairs
-from i2i.cli import main
+from i2i.cli.commands import main
 from i2i.config import RunConfig
 from i2i.data.io import read_image, write_image
-from i2i.inference import Translator, blend_window, tile_starts
 from i2i.models import Pix2PixConfig
 from i2i.nets import GeneratorConfig
 from i2i.nets.resnet import ResnetGenerator
-from i2i.trainer import train
+from i2i.training.trainer import train
+from i2i.translation.translator import Translator, blend_window, tile_starts
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from i2i import video
-from i2i.video import VideoReadError, VideoUnavailable, default_crf, frames, is_video, probe, translate_video
+from i2i.translation import video, video_encode
+from i2i.translation.video import VideoReadError, VideoUnavailable, frames, is_video, probe
+from i2i.translation.video_encode import default_crf, translate_video
 
 av = pytest.importorskip("av")
 
@@ -299,7 +300,7 @@ def test_memory_stays_bounded_by_the_queues(clips: dict[str, Path], tmp_path: Pa
                                             monkeypatch: pytest.MonkeyPatch, slow: str) -> None:
     counts = {"decoded": 0, "written": 0, "most_alive": 0}
     lock = threading.Lock()
-    real_decode, real_write = video._decode, video._Encoder._write_frame
+    real_decode, real_write = video._decode, video_encode._Encoder._write_frame
 
     def note(key: str) -> None:
         with lock:
@@ -324,7 +325,7 @@ def test_memory_stays_bounded_by_the_queues(clips: dict[str, Path], tmp_path: Pa
         return batch
 
     monkeypatch.setattr(video, "_decode", counting_decode)
-    monkeypatch.setattr(video._Encoder, "_write_frame", counting_write)
+    monkeypatch.setattr(video_encode._Encoder, "_write_frame", counting_write)
     batch = 2
     translate_video(clips["long"], tmp_path / "bounded.mp4", model, batch_size=batch, progress=False)
     assert counts["decoded"] == counts["written"] == 40
@@ -364,8 +365,8 @@ def test_frames_yields_upright_or_translated_frames_and_stops_cleanly(clips: dic
 def test_a_real_generator_translates_a_video(clips: dict[str, Path], tmp_path: Path) -> None:
     import torch
 
-    from i2i.inference import Translator
     from i2i.nets import build_generator
+    from i2i.translation.translator import Translator
 
     torch.manual_seed(0)
     cfg = tiny_config(tmp_path, tmp_path)  # an untrained unet_64 with 4 base channels
@@ -410,7 +411,7 @@ def test_missing_pyav_gives_the_install_command(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(VideoUnavailable, match=r"pip install 'i2i\[video\]'"):
         probe(tmp_path / "in.mp4")
-    code = "import sys, i2i, i2i.video; assert 'av' not in sys.modules"
+    code = "import sys, i2i, i2i.translation.video; assert 'av' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -419,7 +420,7 @@ def test_missing_pyav_gives_the_install_command(tmp_path: Path, monkeypatch: pyt
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from helpers import write_pairs
-    from i2i.trainer import train
+    from i2i.training.trainer import train
 
     tmp = tmp_path_factory.mktemp("video_run")
     return train(tiny_config(write_pairs(tmp / "pairs"), tmp / "runs", max_steps=1), progress=False).run_dir
@@ -427,7 +428,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_translator_translates_videos_and_yields_frames(clips: dict[str, Path], tiny_run: Path,
                                                         tmp_path: Path) -> None:
-    from i2i.inference import Translator
+    from i2i.translation.translator import Translator
 
     translator = Translator.from_pretrained(tiny_run, precision="fp32", batch_size=4)
     summary = translator.translate_video(clips["mp4"], tmp_path / "out.mp4", progress=False)
@@ -442,7 +443,7 @@ def test_folders_translate_images_and_videos_and_resume(clips: dict[str, Path], 
                                                         tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from i2i.cli import main
+    from i2i.cli.commands import main
 
     tree = tmp_path / "in"
     (tree / "drive").mkdir(parents=True)
@@ -468,7 +469,7 @@ def test_folders_translate_images_and_videos_and_resume(clips: dict[str, Path], 
 def test_cli_translates_one_video_to_a_file(clips: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from i2i.cli import main
+    from i2i.cli.commands import main
 
     out = tmp_path / "night.webm"
     result = CliRunner().invoke(main, ["translate", str(tiny_run), str(clips["mp4"]), str(out), "--no-progress",

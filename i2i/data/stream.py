@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from i2i.data.layout import DataError
 from i2i.data.sampling import Skipped, StepSampler, batch_size_of, collate_skipping
-from i2i.process import single_threaded_opencv
+from i2i.runtime.process import single_threaded_opencv
 
 
 def _worker_init(worker_id: int) -> None:

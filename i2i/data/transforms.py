@@ -7,7 +7,7 @@ import numpy as np
 
 from i2i.config import PREPROCESS_MODES, DataConfig
 from i2i.data.device_augment import DeferredGeometry
-from i2i.process import import_offline
+from i2i.runtime.process import import_offline
 
 A = import_offline("albumentations")  # without its network version check
 

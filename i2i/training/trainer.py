@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from i2i import distributed
-from i2i.checkpoint import (
+from i2i.checkpoint.rundir import RunDir
+from i2i.checkpoint.weights import (
     CKPT_DIR,
     CheckpointError,
     checkpoints_newest_first,
@@ -47,18 +47,18 @@ from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError, resolve_split
 from i2i.data.stream import BatchStream
 from i2i.data.tensors import to_image
-from i2i.devices import DTYPES, autocast, pick_device, resolve_precision
-from i2i.finite import ADVICE, NonFiniteError, check_losses, nonfinite_networks, step_losses
-from i2i.init_from import RESUME_CONFLICT, carry_record, init_networks
 from i2i.models import Model, Update, build_model
 from i2i.models.ema import EMA, EMA_SUFFIX
 from i2i.nets.fast import gemm_convolutions, split_batchnorm
-from i2i.process import import_dynamo, opencv_threads, training_flags
-from i2i.report import build_report
-from i2i.rundir import RunDir
-from i2i.signals import signal_name, stop_on_signals
-from i2i.timeline import Timeline
-from i2i.validation import Validator, default_best_metric, higher_is_better, metric_names
+from i2i.runtime.devices import DTYPES, autocast, pick_device, resolve_precision
+from i2i.runtime.process import import_dynamo, opencv_threads, training_flags
+from i2i.runtime.signals import signal_name, stop_on_signals
+from i2i.runtime.timeline import Timeline
+from i2i.training import distributed
+from i2i.training.finite import ADVICE, NonFiniteError, check_losses, nonfinite_networks, step_losses
+from i2i.training.init_from import RESUME_CONFLICT, carry_record, init_networks
+from i2i.training.report import build_report
+from i2i.training.validation import Validator, default_best_metric, higher_is_better, metric_names
 
 
 class RunError(RuntimeError):
@@ -308,7 +308,7 @@ class Trainer:
     def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         t = cfg.train
-        self.dist = distributed.current()  # one process, or one of several (torchrun; see i2i/distributed.py)
+        self.dist = distributed.current()  # one process, or one of several (torchrun; see i2i/training/distributed.py)
         self.run = RunDir(cfg.run_dir)
         if self.dist.main:  # rank 0 alone holds the run directory
             self.run.check_unlocked()  # another process trains there now: say so before building anything

@@ -1,6 +1,6 @@
 """The `i2i` command line: builds configs from options and calls the library (no logic of its own).
 
-The train commands are generated from the model registry and the config dataclasses (i2i/cli_options.py):
+The train commands are generated from the model registry and the config dataclasses (i2i/cli/options.py):
 every option's help, type and default is read from the field it fills, so the command line and
 `i2i.train(RunConfig(...))` agree on every value.
 
@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from i2i.cli_options import apply, config_options, field_option
+from i2i.cli.options import apply, config_options, field_option
 from i2i.config import (
     DEVICES,
     DIRECTIONS,
@@ -41,7 +41,7 @@ from i2i.config import (
 )
 from i2i.models import MODELS, Model
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
-from i2i.video import CODECS
+from i2i.translation.video import CODECS
 
 EXIT_INPUTS_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -58,7 +58,7 @@ def main() -> None:
 
 def owns_process() -> bool:
     """True when this is the `i2i` program itself (i2i/__main__.py), not the CLI called inside another program
-    (tests, notebooks): only then may a command tune the process (see i2i/process.py)."""
+    (tests, notebooks): only then may a command tune the process (see i2i/runtime/process.py)."""
     ctx = click.get_current_context()
     return bool(ctx.find_root().obj and ctx.find_root().obj.get("owns_process"))
 
@@ -83,7 +83,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 def bitrate(value: str | None) -> int | None:
     """--bitrate in bits/s, or a click error (status 2) saying what is accepted."""
-    from i2i.video import parse_bitrate
+    from i2i.translation.video import parse_bitrate
 
     try:
         return None if value is None else parse_bitrate(value)
@@ -106,11 +106,11 @@ class ModelCommands(click.Group):
 def train() -> None:
     """Train a model; each model is a sub-command (`i2i train pix2pix --help`)."""
     if owns_process():
-        from i2i.process import import_dynamo, long_lived, tune_cpu_allocator
+        from i2i.runtime.process import import_dynamo, long_lived, tune_cpu_allocator
 
         tune_cpu_allocator()
         with long_lived():  # the trainer's imports are as permanent as the process
-            import i2i.trainer  # noqa: F401
+            import i2i.training.trainer  # noqa: F401
 
             import_dynamo()
 
@@ -193,8 +193,8 @@ def typed_options(opts: dict) -> set[str]:
 
 def with_source_options(model: str, opts: dict) -> tuple[dict, set[str]]:
     """The options, with the model options the user did not type taken from --init-from's source, or on --resume
-    from the run being resumed (i2i.init_from.options_from_source); and the names of the options so chosen."""
-    from i2i.init_from import options_from_source
+    from the run being resumed (i2i.training.init_from.options_from_source); and the names of the options so chosen."""
+    from i2i.training.init_from import options_from_source
 
     typed = typed_options(opts)
     try:
@@ -227,23 +227,23 @@ def model_command(name: str, model_cls: type[Model]) -> click.Command:
 
 def run_training(cfg: RunConfig, opts: dict) -> None:
     """Train `cfg` (or print it for --dry-run)."""
-    from i2i.distributed import launch_rank
-    from i2i.trainer import train as train_run
+    from i2i.training.distributed import launch_rank
+    from i2i.training.trainer import train as train_run
 
     problems = cfg.data.problems() + cfg.train.problems() + non_finite(cfg.model_config)
     if problems:  # options that do not fit together: a usage error (status 2), like a bad value
         raise click.UsageError("invalid options:\n  " + "\n  ".join(problems))
     if opts["dry_run"]:
-        from i2i.trainer import dry_run
+        from i2i.training.trainer import dry_run
 
         try:
             click.echo(dry_run(cfg, resume=opts["resume"]))
         except (RuntimeError, ValueError, OSError) as err:
             raise click.ClickException(printable(err)) from err
         return
-    from i2i.process import process_age
-    from i2i.signals import exit_status
-    from i2i.trainer import TrainingInterrupted
+    from i2i.runtime.process import process_age
+    from i2i.runtime.signals import exit_status
+    from i2i.training.trainer import TrainingInterrupted
 
     startup = process_age() if owns_process() else None
     try:
@@ -317,14 +317,14 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     errors, 130 on Ctrl-C, 143 on SIGTERM, 138 on SIGUSR1 (the outputs written so far are whole).
     """
     from i2i.data.io import ImageReadError
-    from i2i.distributed import launch_rank, session
-    from i2i.folders import DirSummary, merge_summaries
-    from i2i.inference import Translator
-    from i2i.signals import exit_status, interrupt_on_signals, received, signal_name
-    from i2i.video import VideoOptions
+    from i2i.runtime.signals import exit_status, interrupt_on_signals, received, signal_name
+    from i2i.training.distributed import launch_rank, session
+    from i2i.translation.translator import Translator
+    from i2i.translation.tree import DirSummary, merge_summaries
+    from i2i.translation.video import VideoOptions
 
     if owns_process():
-        from i2i.process import tune_cpu_allocator
+        from i2i.runtime.process import tune_cpu_allocator
 
         tune_cpu_allocator()
     try:
@@ -379,7 +379,7 @@ Examples:
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
 def export_command(checkpoint: Path, out: Path, fmt: str, direction: str | None, ema: bool) -> None:
     """Export a generator with dynamic batch/height/width (input NCHW in [-1, 1], any size)."""
-    from i2i.export import export
+    from i2i.translation.export import export
 
     try:
         path = export(checkpoint, out, fmt=fmt, direction=direction, ema=ema)
@@ -425,11 +425,11 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     import json
 
     from i2i.data.io import ImageReadError
-    from i2i.evaluate import evaluate_run, format_table, score_folders, scores_file
-    from i2i.metrics import json_safe
+    from i2i.evaluation.evaluate import evaluate_run, format_table, score_folders, scores_file
+    from i2i.evaluation.paired import json_safe
 
     if owns_process():
-        from i2i.process import tune_cpu_allocator
+        from i2i.runtime.process import tune_cpu_allocator
 
         tune_cpu_allocator()
 
@@ -469,7 +469,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report_command(run_dir: Path) -> None:
     """Rebuild RUN_DIR/report.html (config, loss and metric curves, sample grids, latest metrics)."""
-    from i2i.report import build_report
+    from i2i.training.report import build_report
 
     click.echo(f"wrote {build_report(run_dir)}")
 
@@ -520,7 +520,8 @@ def import_command(pth: tuple[Path, ...], out: Path, **opts) -> None:
     G.safetensors / D.safetensors (pix2pix) or G_AB, G_BA, D_A, D_B (cyclegan). The .pth files are
     read with weights_only: nothing in them is executed.
     """
-    from i2i.reference import ReferenceImportError, import_reference
+    from i2i.checkpoint.reference import ReferenceImportError
+    from i2i.checkpoint.reference_import import import_reference
 
     try:
         result = import_reference(pth, out, **opts)

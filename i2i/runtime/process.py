@@ -6,7 +6,7 @@ Importing i2i changes none of this. Who calls what:
   allocator warm (`tune_cpu_allocator`): a short-lived tool owns its whole process;
 - a training run (`Trainer.fit`) sets its torch and OpenCV flags with `training_flags()`, and puts them back
   when it returns;
-- a run on several processes (`i2i.distributed.session`) makes its local GPU the current one (`cuda_device`);
+- a run on several processes (`i2i.training.distributed.session`) makes its local GPU the current one (`cuda_device`);
 - `import_offline()` imports a library that would otherwise phone home (albumentations' version check);
 The measured effect of each knob is in the README's performance table.
 """

@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from i2i.devices import pick_device
 from i2i.nets.sync_batchnorm import sync_batch_norm
-from i2i.process import cuda_device
+from i2i.runtime.devices import pick_device
+from i2i.runtime.process import cuda_device
 
 if TYPE_CHECKING:
     from i2i.models.base import Model

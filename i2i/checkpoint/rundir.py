@@ -5,7 +5,7 @@
     RUN/samples/*.png     sample grids
     RUN/best.json         which checkpoint ckpt/best holds
     RUN/timings.json      where the last training process's wall time went, by phase
-    RUN/ckpt/, RUN/latest checkpoints (i2i/checkpoint.py)
+    RUN/ckpt/, RUN/latest checkpoints (i2i/checkpoint/weights.py)
     RUN/.lock             held (flock) by the process training in the run, which it names; the kernel
                           releases it when that process ends, however it ends
 
@@ -30,7 +30,7 @@ except ImportError:  # not POSIX: runs are not locked
 
 import numpy as np
 
-from i2i.checkpoint import latest_checkpoint
+from i2i.checkpoint.weights import latest_checkpoint
 from i2i.data.io import atomic_write_bytes, write_image
 
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2i.config import EXPORT_FORMATS
-from i2i.inference import load_generator
 from i2i.nets.layers import per_image_norm
+from i2i.translation.translator import load_generator
 
 
 class PaddedGenerator(nn.Module):

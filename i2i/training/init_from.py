@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from i2i.checkpoint import file_sha256, load_weights, read_metadata, resolve_checkpoint
+from i2i.checkpoint.rundir import RunDir
+from i2i.checkpoint.weights import file_sha256, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import RunConfig, TrainConfig, is_option, option_name
 from i2i.models import MODELS, Model, run_config_from_dict
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
-from i2i.rundir import RunDir
 
 __all__ = ["InitFromError", "Source", "carry_record", "init_networks", "model_options", "network_map",
            "options_from_source", "read_source", "source_sha256"]

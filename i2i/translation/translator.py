@@ -14,21 +14,22 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from i2i import folders, video
-from i2i.checkpoint import CheckpointError, load_into, load_weights, read_metadata, resolve_checkpoint
+from i2i.checkpoint.weights import CheckpointError, load_into, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import SIZE_MODES, RunConfig
 from i2i.data import DataSpec
 from i2i.data.checks import check_array, check_tensor
 from i2i.data.io import convert_depth, pil_to_array, read_image, to_float
 from i2i.data.tensors import to_image, to_tensor
-from i2i.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
-from i2i.folders import DirSummary
 from i2i.models import MODELS, run_config_from_dict
 from i2i.models.ema import EMA_SUFFIX
 from i2i.nets import GeneratorConfig
 from i2i.nets.fast import gemm_convolutions
 from i2i.nets.layers import per_image_norm
-from i2i.video import VideoOptions, VideoSummary
+from i2i.runtime.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
+from i2i.translation import folders, video, video_encode
+from i2i.translation.tree import DirSummary
+from i2i.translation.video import VideoOptions
+from i2i.translation.video_encode import VideoSummary
 
 T = TypeVar("T")
 
@@ -333,16 +334,16 @@ class Translator:
     def translate_file(self, src: str | Path, dst: str | Path, overwrite: bool = False,
                        strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
         """Translate one image or video file into the file `dst` (its extension picks the format; see
-        i2i.folders)."""
+        i2i.translation.folders)."""
         return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite, strict=strict,
                                       video=video)
 
     def translate_video(self, src: str | Path, dst: str | Path, *, codec: str | None = None, crf: int | None = None,
                         bitrate: int | str | None = None, overwrite: bool = False, progress: bool = True,
                         ) -> VideoSummary:
-        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.video);
+        """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.translation.video);
         `bitrate` in bits/s or spelled as on the command line ("4M", "800k")."""
-        return video.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
+        return video_encode.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
                                      crf=crf, bitrate=bitrate, overwrite=overwrite, progress=progress)
 
     def frames(self, src: str | Path) -> Iterator[np.ndarray]:
@@ -354,8 +355,8 @@ class Translator:
                       io_threads: int = 2, progress: bool = True, shard: tuple[int, int] | None = None,
                       video: VideoOptions | None = None) -> DirSummary:
         """Translate a file or a whole tree of images and videos into `dst`, mirroring relative paths and names
-        (see i2i.folders); `shard=(rank, world)`: only this process's share of the files; `video`: how videos
-        are encoded."""
+        (see i2i.translation.folders); `shard=(rank, world)`: only this process's share of the files; `video`:
+        how videos are encoded."""
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
             return self.translate_stream(items, batch_size)
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from i2i.checkpoint import resolve_checkpoint
+from i2i.checkpoint.weights import resolve_checkpoint
 from i2i.config import ServeConfig
 from i2i.data.io import ImageReadError, convert_depth, list_images, read_image, write_image
-from i2i.inference import Translator, run_directions
+from i2i.translation.translator import Translator, run_directions
 
 try:
     import gradio as gr
@@ -257,7 +257,7 @@ class App:
 
     def translate_video(self, path: str | None, label: str, direction: str) -> str:
         """A video -> its translation as H.264 (yuv420p) MP4 that browsers play, audio kept."""
-        from i2i import video
+        from i2i.translation import video
 
         if path is None:
             raise gr.Error("Upload a video first.")
@@ -282,7 +282,7 @@ class App:
 def build(runs: Sequence[str | Path], config: ServeConfig | None = None) -> gr.Blocks:
     """The gradio app for `runs` (run directories, checkpoint folders or weights files), to launch or mount.
 
-    The runs are loaded here, once. Launch it with `theme=i2i.serve.theme()` (system fonts) and
+    The runs are loaded here, once. Launch it with `theme=i2i.translation.serve.theme()` (system fonts) and
     `blocked_paths=app.blocked_paths`, as `serve` does.
     """
     config = config or ServeConfig()

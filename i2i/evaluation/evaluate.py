@@ -11,14 +11,10 @@ import numpy as np
 
 from i2i.data.io import ImageReadError, list_images, write_image
 from i2i.data.layout import resolve_split
-from i2i.inference import Translator
-from i2i.metrics import (
-    checkerboard_score,
-    distribution_metrics_unavailable,
-    distribution_scores,
-    json_safe,
-    paired_scores,
-)
+from i2i.evaluation.checkerboard import checkerboard_score
+from i2i.evaluation.fid import distribution_metrics_unavailable, distribution_scores
+from i2i.evaluation.paired import json_safe, paired_scores
+from i2i.translation.translator import Translator
 
 
 def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = True, fid: bool = True,

@@ -8,15 +8,15 @@ import dataclasses
 import numpy as np
 import torch
 
-from i2i.checkpoint import unwrap
+from i2i.checkpoint.weights import unwrap
 from i2i.config import DataConfig
 from i2i.data import make_dataset
 from i2i.data.sampling import Skipped
 from i2i.data.tensors import to_image
-from i2i.devices import autocast
-from i2i.metrics import psnr, ssim
+from i2i.evaluation.paired import psnr, ssim
 from i2i.models import Model, View
 from i2i.nets.layers import per_image_norm
+from i2i.runtime.devices import autocast
 
 
 def higher_is_better(metric: str) -> bool:
@@ -60,7 +60,7 @@ class Validator:
             raise ValueError(f"no readable validation images in {root} ({split})")
         self.fid = fid
         if fid:
-            from i2i.metrics import distribution_metrics_unavailable
+            from i2i.evaluation.fid import distribution_metrics_unavailable
 
             missing = distribution_metrics_unavailable()
             if missing:
@@ -87,7 +87,7 @@ class Validator:
                 scores[f"val_psnr{suffix}"] = float(np.mean([psnr(f, r) for f, r in pairs]))
                 scores[f"val_ssim{suffix}"] = float(np.mean([ssim(f, r) for f, r in pairs]))
             if self.fid:
-                from i2i.metrics import inception_features, scores_from_features
+                from i2i.evaluation.fid import inception_features, scores_from_features
 
                 dist = scores_from_features(inception_features(fakes), inception_features(reals), kid_subsets=20)
                 scores[f"val_fid{suffix}"], scores[f"val_kid{suffix}"] = dist["fid"], dist["kid_mean"]

@@ -1,0 +1,1 @@
+"""Weights files: self-describing checkpoints, run directories, the reference implementation's .pth."""

@@ -1,0 +1,1 @@
+"""Evaluation: `i2i eval` and the image-quality metrics."""

@@ -1,0 +1,1 @@
+"""Training: the shared trainer, validation, starting weights, several processes, the run report."""

@@ -1,0 +1,1 @@
+"""Translation: the Translator, folder trees, videos, ONNX/TorchScript export."""
