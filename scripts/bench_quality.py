@@ -45,7 +45,7 @@ def main() -> None:
 
     from click.testing import CliRunner
 
-    from i2i.cli.commands import main as cli
+    from i2i.cli.common import main as cli
 
     jobs = {
         "pix2pix": (args.data / "facades", args.pix2pix_steps, args.crop, ["--direction", "BtoA"], "val", None),

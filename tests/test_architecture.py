@@ -21,7 +21,8 @@ from i2i.config import from_options, option
 from i2i.data import DataSpec
 from i2i.models import MODELS, Model, Update, View
 from i2i.nets import GeneratorConfig, build_generator, generator_from_options
-from i2i.training.trainer import RunError, Trainer, train
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 from i2i.translation.translator import Translator
 
 

@@ -18,7 +18,8 @@ from i2i.data.paired import PairedDataset
 from i2i.data.sampling import collate_skipping
 from i2i.data.transforms import paired_transform, single_transform
 from i2i.data.unpaired import UnpairedDataset
-from i2i.training.trainer import RunError, to_device, train
+from i2i.training.state import RunError
+from i2i.training.trainer import to_device, train
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,8 @@ import torch
 from helpers import tiny_config
 from i2i.runtime.devices import has_fast_bf16, pick_device, resolve_precision
 from i2i.runtime.process import tune_cpu_allocator
-from i2i.training.trainer import RunError, Trainer, train
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 from i2i.translation.translator import Translator
 
 
@@ -46,7 +47,7 @@ def test_channels_last_trains_and_saves_loadable_weights(paired_root: Path, tmp_
 def test_compile_without_a_compiler_falls_back_with_a_message(
     paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr("i2i.training.trainer.shutil.which", lambda name: None)
+    monkeypatch.setattr("i2i.training.setup.shutil.which", lambda name: None)
     cfg = tiny_config(paired_root, tmp_path / "runs", max_steps=1, compile=True, device="cpu")  # the check is CPU-only
     summary = train(cfg, progress=False)
     assert summary.steps == 1

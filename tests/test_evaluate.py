@@ -14,7 +14,8 @@ from i2i.cli.commands import main
 from i2i.data.layout import resolve_split
 from i2i.evaluation.evaluate import evaluate_run
 from i2i.evaluation.fid import distribution_metrics_unavailable
-from i2i.training.trainer import RunError, Trainer, train
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 
 needs_fid = pytest.mark.skipif(distribution_metrics_unavailable() is not None,
                                reason=f"FID weights not installed: {distribution_metrics_unavailable()}")

@@ -19,7 +19,8 @@ from helpers import tiny_config, tiny_cyclegan_config, write_unpaired
 from i2i.cli.commands import main
 from i2i.config import TrainConfig, non_finite
 from i2i.training.finite import NonFiniteError
-from i2i.training.trainer import RunError, Trainer, train
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 
 
 @pytest.mark.parametrize(("option", "value"), [("--lambda-l1", "nan"), ("--lr", "inf"), ("--beta1", "nan"),

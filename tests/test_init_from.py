@@ -24,7 +24,8 @@ from i2i.config import RunConfig
 from i2i.models import run_config_from_dict
 from i2i.nets import build_generator
 from i2i.training.init_from import InitFromError
-from i2i.training.trainer import RunError, Trainer
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer
 
 CLI_TINY = ["--workers", "0", "--no-progress", "--log-every", "1", "--deterministic", "--precision", "fp32",
             "--sample-every", "0"]

@@ -29,7 +29,8 @@ from i2i.checkpoint.rundir import RunBusyError, RunDir
 from i2i.checkpoint.weights import CheckpointError, latest_checkpoint
 from i2i.cli.commands import main
 from i2i.data.io import read_image, write_image
-from i2i.training.trainer import RunError, Trainer, train
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 from i2i.translation.translator import Translator
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",

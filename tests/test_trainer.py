@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 from helpers import same_weights, tiny_config, write_pairs
 from i2i.checkpoint.weights import latest_checkpoint, load_state
-from i2i.training.trainer import RunError, Trainer, lr_factor, train
+from i2i.training.setup import lr_factor
+from i2i.training.state import RunError
+from i2i.training.trainer import Trainer, train
 
 
 def weights(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
