@@ -22,7 +22,7 @@ from helpers import tiny_config, tiny_cyclegan_config, write_pairs, write_unpair
 from i2i.training.trainer import train
 
 gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'i2i[serve]')")
-from i2i import serve  # noqa: E402
+from i2i.translation import serve  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -329,7 +329,7 @@ def serve(runs: tuple[Path, ...], **opts) -> None:
     if problems:
         raise click.BadParameter("; ".join(problems))
     try:
-        from i2i import serve as page
+        from i2i.translation import serve as page
     except ImportError as err:
         raise click.ClickException(str(err)) from err
     try:

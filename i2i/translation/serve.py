@@ -156,17 +156,20 @@ def checked_image(path: str | None, max_pixels: int) -> np.ndarray:
     return array
 
 
-class Upload(gr.Image):
+def upload(**kwargs: Any) -> gr.Image:
     """gr.Image that hands the uploaded file's path over undecoded: i2i's reader checks it (gradio's would
-    raise a bare PIL error, with a server path, on a file that is not an image)."""
+    raise a bare PIL error, with a server path, on a file that is not an image). The method is replaced on the
+    instance: a gr.Image subclass would make gradio write a .pyi stub beside this module at import."""
+    image = gr.Image(**kwargs)
+    decode = image.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload: Any) -> str | None:
+    def preprocess(payload: Any) -> str | None:
         if payload is not None and payload.url and payload.url.startswith("data:"):
-            return super().preprocess(payload)  # a pasted image: gradio writes it to a file
+            return decode(payload)  # a pasted image: gradio writes it to a file
         return None if payload is None or payload.path is None else str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 class App:
@@ -312,7 +315,7 @@ def build(runs: Sequence[str | Path], config: ServeConfig | None = None) -> gr.B
         info = gr.Markdown(first.info, elem_id="info")
         with gr.Tab("Image"):
             with gr.Row():
-                source = Upload(type="filepath", label="Input", elem_id="input",
+                source = upload(type="filepath", label="Input", elem_id="input",
                                 sources=["upload", "clipboard", "webcam"])
                 result = gr.Image(type="numpy", format="png", label="Output", elem_id="output",
                                   interactive=False)
