@@ -280,3 +280,26 @@ def test_serve_browser_roundtrip(runs: tuple[Path, Path], tmp_path: Path, chromi
     outside = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                and urlparse(u).netloc != local]
     assert requests and not outside, f"the page asked other hosts: {outside}"
+
+
+def test_the_video_tab_translates_a_clip_into_h264_a_browser_plays(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'i2i[video]')")
+    from test_video import make_video
+
+    app = serve.App(serve.load_runs([runs[0]], serve.ServeConfig(device="cpu", precision="fp32"), tmp_path / "work"),
+                    serve.ServeConfig(device="cpu", precision="fp32"), tmp_path / "work")
+    label = next(iter(app.served))
+    clip = make_video(tmp_path / "clip.mp4", n=6, size=(64, 96))
+    out = Path(app.translate_video(str(clip), label, "AtoB"))
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[:300])  # a truncated upload: a reason on the page, no traceback
+    with pytest.raises(gr.Error, match=r"broken\.mp4"):
+        app.translate_video(str(broken), label, "AtoB")
+    with pytest.raises(gr.Error, match="max-pixels"):
+        small = serve.App(app.served, serve.ServeConfig(device="cpu", max_pixels=100), tmp_path / "work2")
+        small.translate_video(str(clip), label, "AtoB")
