@@ -129,15 +129,16 @@ def test_cli_mode_defaults_train_then_translate_export_without_flags(tmp_path: P
             "--generator", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
             "--workers", "0", "--no-progress", "--num-patches", "16"]
     runner = CliRunner()
-    cut_cfg = json.loads(runner.invoke(main, [*args, "--dry-run"]).output)
+    cut_cfg = json.loads(runner.invoke(main, [*args, "--dry-run"]).stdout)
     m = cut_cfg["model_config"]
     assert (m["lambda_nce"], m["nce_idt"], m["flip_equivariance"], m["gan_loss"]) == (1.0, True, False, "lsgan")
     assert m["generator"]["antialias"] and m["discriminator"]["antialias"] and cut_cfg["train"]["epochs"] == 200
-    fast = json.loads(runner.invoke(main, [*args, "--mode", "fastcut", "--lambda-nce", "5", "--dry-run"]).output)
+    fast = json.loads(runner.invoke(main, [*args, "--mode", "fastcut", "--lambda-nce", "5", "--dry-run"]).stdout)
     m = fast["model_config"]
     assert (m["mode"], m["lambda_nce"], m["nce_idt"], m["flip_equivariance"]) == ("fastcut", 5.0, False, True)
     assert (fast["train"]["epochs"], fast["train"]["decay_epochs"]) == (150, 50)
-    unet = json.loads(runner.invoke(main, [*args, "--generator", "unet_64", "--dry-run"]).output)
+    unet_args = [*args, "--generator", "unet_64", "--load-size", "72", "--crop-size", "64", "--dry-run"]
+    unet = json.loads(runner.invoke(main, unet_args).stdout)
     assert unet["model_config"]["generator"]["antialias"] is False
     bad = runner.invoke(main, [*args, "--mode", "cyclegan"])
     assert bad.exit_code == 2 and "cut" in bad.output and "fastcut" in bad.output
