@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import i2i.checkpoint.weights
-import i2i.translation.folders
+import i2i.translation.tree
 from helpers import same_weights, tiny_config, write_pairs
 from i2i.checkpoint.rundir import RunBusyError, RunDir
 from i2i.checkpoint.weights import CheckpointError, latest_checkpoint
@@ -116,7 +116,7 @@ def test_disk_full_while_translating_exits_3(run_dir: Path, tmp_path: Path, monk
     def full(path: Path, array: np.ndarray) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(i2i.translation.folders, "write_image", full)
+    monkeypatch.setattr(i2i.translation.tree, "write_image", full)
     result = cli("translate", run_dir, src, tmp_path / "out", "--no-progress")
     assert result.exit_code == 3, result.output
     assert "failed 4" in result.output and "No space left" in result.output

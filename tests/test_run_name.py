@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers import write_pairs
 from i2i.cli.commands import main
 from i2i.config import TrainConfig
 
@@ -23,7 +24,9 @@ def test_a_name_outside_the_runs_dir_is_a_usage_error(paired_root: Path, tmp_pat
 
 
 @pytest.mark.parametrize("name", ["facades", "group/facades", "a/../b"])
-def test_a_name_inside_the_runs_dir_is_accepted(name: str) -> None:
+def test_a_name_inside_the_runs_dir_is_accepted(name: str, tmp_path: Path) -> None:
     assert TrainConfig(name=name).problems() == []
-    result = CliRunner().invoke(main, ["train", "pix2pix", "--data", ".", "--name", name, "--dry-run"])
+    data = write_pairs(tmp_path / "pairs", n=2)
+    result = CliRunner().invoke(main, ["train", "pix2pix", "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
+                                       "--name", name, "--dry-run"])
     assert result.exit_code == 0, result.output

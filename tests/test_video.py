@@ -177,7 +177,7 @@ def test_rotation_the_model_sees_upright_frames_and_the_metadata_stays(rotated: 
 
 def test_without_rotation_metadata_the_frames_are_stored_upright(rotated: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(video, "_writes_rotation", lambda stream: False)  # PyAV before 18
+    monkeypatch.setattr(video_encode, "_writes_rotation", lambda stream: False)  # PyAV before 18
     dst = tmp_path / "upright.mp4"
     translate_video(rotated, dst, identity, progress=False)
     info = probe(dst)
@@ -324,7 +324,7 @@ def test_memory_stays_bounded_by_the_queues(clips: dict[str, Path], tmp_path: Pa
             time.sleep(0.02)
         return batch
 
-    monkeypatch.setattr(video, "_decode", counting_decode)
+    monkeypatch.setattr(video_encode, "_decode", counting_decode)  # where translate_video calls it
     monkeypatch.setattr(video_encode._Encoder, "_write_frame", counting_write)
     batch = 2
     translate_video(clips["long"], tmp_path / "bounded.mp4", model, batch_size=batch, progress=False)
