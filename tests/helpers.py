@@ -103,3 +103,15 @@ def tiny_cyclegan_config(data_root: Path, runs_dir: Path, name: str = "cg", max_
         data=DataConfig(root=str(data_root), load_size=36, crop_size=32),
         train=TrainConfig(**{**defaults, **train}),
     )
+
+
+def cli(*args: str | Path):
+    """Run the CLI in-process (a click Result); a Python traceback (an uncaught exception) fails the test."""
+    from click.testing import CliRunner
+
+    from i2i.cli.commands import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {type(result.exception).__name__}: {result.exception}\n{result.output}")
+    return result

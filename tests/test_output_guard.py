@@ -12,21 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 
-from helpers import tiny_config, write_pairs
-from i2i.cli.commands import main
+from helpers import cli, tiny_config, write_pairs
 from i2i.data.io import write_image
 from i2i.runtime.signals import Interrupted, interrupt_on_signals
 from i2i.training.trainer import train
 from i2i.translation.folders import translate_tree
-
-
-def cli(*args: str | Path) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {type(result.exception).__name__}: {result.exception}\n{result.output}")
-    return result
 
 
 @pytest.fixture(scope="module")

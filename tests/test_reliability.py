@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
 from PIL import Image
 
 import i2i.checkpoint.weights
 import i2i.translation.tree
-from helpers import same_weights, tiny_config, write_pairs
+from helpers import cli, same_weights, tiny_config, write_pairs
 from i2i.checkpoint.rundir import RunBusyError, RunDir
 from i2i.checkpoint.weights import CheckpointError, latest_checkpoint
-from i2i.cli.commands import main
 from i2i.data.io import read_image, write_image
 from i2i.training.state import RunError
 from i2i.training.trainer import Trainer, train
@@ -35,14 +33,6 @@ from i2i.translation.translator import Translator
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
         "--workers", "0", "--no-progress", "--log-every", "1", "--deterministic", "--precision", "fp32"]
-
-
-def cli(*args: str | Path) -> Result:
-    """Run the CLI in-process; a Python traceback (an uncaught exception) fails the test."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {type(result.exception).__name__}: {result.exception}\n{result.output}")
-    return result
 
 
 @pytest.fixture(scope="module")
