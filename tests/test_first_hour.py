@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import tiny_config, write_pairs
+from helpers import cli, tiny_config, write_pairs
 from i2i.cli.commands import main
 from i2i.config import TrainConfig
 from i2i.training.trainer import train
@@ -69,3 +69,70 @@ def test_resume_accepts_the_same_folder_spelled_otherwise(tmp_path: Path, monkey
     assert other.exit_code == 1
     assert "--flip (data.flip): the run has True, now False" in other.output
     assert "{" not in other.output  # the options, not two whole dicts
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A tiny run with checkpoints at steps 2 and 4 (different weights), and a folder of inputs."""
+    tmp = tmp_path_factory.mktemp("two")
+    summary = train(tiny_config(write_pairs(tmp / "p", layout="folders"), tmp / "runs", max_steps=4, save_every=2),
+                    progress=False)
+    return summary.run_dir / "ckpt" / "step_000002", summary.run_dir, tmp / "p" / "train" / "A"
+
+
+def test_an_output_folder_made_by_another_checkpoint_is_refused_unless_overwrite(
+        two_checkpoints: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from i2i.translation.made_by import RECORD
+
+    early, run, inputs = two_checkpoints
+    out = tmp_path / "out"
+    first = cli("translate", early, inputs, out, "--no-progress", "--precision", "fp32")
+    assert first.exit_code == 0 and "translated 6, skipped 0" in first.output, first.output
+    record = json.loads((out / RECORD).read_text())
+    assert record["checkpoint"] == str(early.resolve()) and len(record["sha256"]) == 64
+    assert record["weights"] == str((early / "G.safetensors").resolve())
+    again = cli("translate", early, inputs, out, "--no-progress")  # the same checkpoint: resumes, skips
+    assert again.exit_code == 0 and "translated 0, skipped 6 (already done)" in again.output, again.output
+    made = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    other = cli("translate", run, inputs, out, "--no-progress")  # the run's latest: step 4, other weights
+    assert other.exit_code == 1, other.output
+    assert "made by another checkpoint" in other.output and "--overwrite" in other.output
+    assert str(early.resolve()) in other.output and "step_000004" in other.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == made  # nothing was touched
+    assert json.loads((out / RECORD).read_text()) == record
+    replaced = cli("translate", run, inputs, out, "--no-progress", "--overwrite", "--precision", "fp32")
+    assert replaced.exit_code == 0 and "translated 6, skipped 0" in replaced.output, replaced.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} != made
+    assert json.loads((out / RECORD).read_text())["checkpoint"] == str(run.resolve())
+    assert cli("translate", run, inputs, out, "--no-progress").exit_code == 0
+    (out / RECORD).write_text("{not json")
+    broken = cli("translate", run, inputs, out, "--no-progress")
+    assert broken.exit_code == 1 and RECORD in broken.output
+
+
+def test_side_translates_one_half_of_side_by_side_inputs_and_a_pair_layout_is_warned(
+        two_checkpoints: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    _, run, inputs = two_checkpoints
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for a in sorted(inputs.glob("*.png"))[:2]:
+        b = inputs.parent / "B" / a.name
+        Image.fromarray(np.concatenate([np.asarray(Image.open(a)), np.asarray(Image.open(b))], axis=1)).save(
+            pairs / a.name)
+    whole = cli("translate", run, pairs, tmp_path / "whole", "--no-progress", "--precision", "fp32")
+    assert whole.exit_code == 0 and "twice as wide as high" in whole.output and "--side A" in whole.output
+    assert Image.open(tmp_path / "whole" / "000.png").size == (64, 32)
+    plain = cli("translate", run, inputs, tmp_path / "plain", "--no-progress", "--precision", "fp32")
+    assert plain.exit_code == 0 and "twice as wide" not in plain.output
+    for side, source in (("A", inputs), ("B", inputs.parent / "B")):
+        out = tmp_path / side
+        result = cli("translate", run, pairs, out, "--side", side, "--no-progress", "--precision", "fp32")
+        assert result.exit_code == 0 and "twice as wide" not in result.output, result.output
+        alone = cli("translate", run, source / "000.png", tmp_path / f"{side}.png", "--precision", "fp32")
+        assert alone.exit_code == 0, alone.output
+        assert Image.open(out / "000.png").size == (32, 32)
+        assert np.array_equal(np.asarray(Image.open(out / "000.png")), np.asarray(Image.open(tmp_path / f"{side}.png")))
+    assert cli("translate", run, pairs, tmp_path / "x", "--side", "C").exit_code == 2

@@ -36,6 +36,7 @@ from i2i.config import (
     from_options,
 )
 from i2i.models import MODELS
+from i2i.translation.sides import SIDES
 from i2i.translation.video import CODECS
 
 # -- the other commands ---------------------------------------------------------------------------
@@ -45,6 +46,7 @@ Examples:
   i2i translate checkpoints/facades_pix2pix labels/ photos/
   i2i translate checkpoints/yosemite photo.jpg winter.png --direction AtoB
   i2i translate checkpoints/maps big_tiles/ out/ --tile 512 --precision bf16 --format png
+  i2i translate checkpoints/facades_pix2pix datasets/facades/val/ photos/ --side B   # the label half of A|B files
   i2i translate RUN IN OUT      # again after a kill: finished files are skipped
   torchrun --standalone --nproc_per_node 4 -m i2i translate RUN IN OUT   # 4 GPUs share the files
   i2i translate checkpoints/day2night drive.mp4 night.mp4 --crf 20        # a video (pip install 'i2i[video]')
@@ -56,6 +58,9 @@ Examples:
               help="Which generator of a CycleGAN run [default: the run's only one].")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help="Same-size images per batch [default: 8 on the CPU, 32 on a GPU].")
+@click.option("--side", type=click.Choice(SIDES), default=None,
+              help="Side-by-side A|B inputs (the pix2pix training layout): translate only the left (A) or right "
+                   "(B) half of each [default: the whole image; a warning when inputs look like A|B pairs].")
 @click.option("--tile", type=click.IntRange(min=16), default=None,
               help="Translate in tiles of this size [default: only images above ~2.4 MP, in 512 px tiles].")
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=64, show_default=True)
@@ -96,6 +101,7 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
     from i2i.data.io import ImageReadError
     from i2i.runtime.signals import exit_status, interrupt_on_signals, received, signal_name
     from i2i.training.distributed import launch_rank, session
+    from i2i.translation.sides import looks_side_by_side
     from i2i.translation.translator import Translator
     from i2i.translation.tree import DirSummary, merge_summaries
     from i2i.translation.video import VideoOptions
@@ -110,7 +116,11 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
             translator = Translator.from_pretrained(
                 checkpoint, direction=opts["direction"], device=opts["device"], precision=opts["precision"],
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
-                tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"])
+                tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"],
+                side=opts["side"])
+            hint = None if opts["side"] else looks_side_by_side(input_path, translator.cfg.data.preprocess)
+            if hint and group.main:
+                click.echo(hint, err=True)
             video = VideoOptions(opts["video_codec"], opts["crf"], opts["bitrate"])
             if input_path.is_file() and output.suffix:  # a single file to a file name (rank 0's job)
                 summary = translator.translate_file(input_path, output, overwrite=opts["overwrite"],

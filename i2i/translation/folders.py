@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from i2i.config import FORMATS
 from i2i.data.io import ImageReadError, read_image
+from i2i.translation.made_by import MadeBy, check_record, write_record
 from i2i.translation.tree import (
     _SPECIAL,
     DirSummary,
@@ -120,7 +121,8 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
 def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fmt: str = "same",
                    overwrite: bool = False, strict: bool = False, allow_inside_input: bool = False,
                    io_threads: int = 2, read_ahead: int = 8, progress: bool = True,
-                   shard: tuple[int, int] | None = None, video: VideoOptions | None = None) -> DirSummary:
+                   shard: tuple[int, int] | None = None, video: VideoOptions | None = None,
+                   made_by: MadeBy | None = None) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
     Every file is accounted for: translated, skipped (its output exists: a killed run resumes; `overwrite`
@@ -131,6 +133,8 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
     `shard=(rank, world)` translates only every world-th image of the sorted list, from the rank-th (the share
     of one of several processes; fixed before finished outputs are skipped, so it never depends on what is
     already done); the failed and ignored entries of the walk are reported by rank 0 alone.
+    `made_by` (the checkpoint) is recorded in `dst`; a `dst` another checkpoint made raises ValueError, before
+    anything is translated, unless `overwrite` (see i2i.translation.made_by).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -169,6 +173,10 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
     _refuse_outputs_on_inputs(images, videos, base, dst, fmt, src if src.is_dir() else None)
     if images or videos:
         check_writable(dst)
+        if made_by is not None:
+            check_record(dst, made_by, overwrite)
+            if shard is None or shard[0] == 0:
+                write_record(dst, made_by)
     if shard is not None:
         images, videos = images[shard[0]::shard[1]], videos[shard[0]::shard[1]]
         if shard[0] != 0:

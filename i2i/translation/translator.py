@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from i2i.checkpoint.weights import CheckpointError, load_into, load_weights, read_metadata, resolve_checkpoint
+from i2i.checkpoint.weights import (
+    CheckpointError,
+    file_sha256,
+    load_into,
+    load_weights,
+    read_metadata,
+    resolve_checkpoint,
+)
 from i2i.config import SIZE_MODES, RunConfig
 from i2i.data import DataSpec
 from i2i.data.checks import check_array, check_tensor
@@ -27,6 +34,8 @@ from i2i.nets.fast import gemm_convolutions
 from i2i.nets.layers import per_image_norm
 from i2i.runtime.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
 from i2i.translation import folders, video, video_encode
+from i2i.translation.made_by import MadeBy
+from i2i.translation.sides import SIDES, half
 from i2i.translation.tree import DirSummary
 from i2i.translation.video import VideoOptions
 from i2i.translation.video_encode import VideoSummary
@@ -75,7 +84,7 @@ def _model(path: str | Path) -> tuple[Path, RunConfig, Any, str]:
 
 
 def _load(path: str | Path, direction: str | None, ema: bool = True,
-          ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec]:
+          ) -> tuple[nn.Module, GeneratorConfig, RunConfig, str, DataSpec, Path]:
     resolved, cfg, model, network = _model(path)
     available = model.generators()  # direction -> network name
     if resolved.is_file():
@@ -99,7 +108,7 @@ def _load(path: str | Path, direction: str | None, ema: bool = True,
         averaged = resolved / f"{name}{EMA_SUFFIX}.safetensors"
         weights_file = averaged if ema and averaged.is_file() else resolved / f"{name}.safetensors"
     load_into(net, load_weights(weights_file), weights_file, assign=True)
-    return net, model.generator_config(name), cfg, direction, model.data_spec()
+    return net, model.generator_config(name), cfg, direction, model.data_spec(), weights_file
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -155,14 +164,18 @@ class Translator:
     `keep_dropout=True` (the paper's stochastic outputs). `precision="auto"` picks by device and batch size
     like training (devices.resolve_precision: bf16 on CPUs with native bf16, ~0.2 grey levels from fp32);
     pass "fp32" for exact outputs. `batch_size` (default: devices.default_batch_size) applies to lists and folders.
+    `side="A"`/`"B"` translates only the left/right half of each input (side-by-side A|B files).
     """
 
     def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, cfg: RunConfig, direction: str,
                  device: torch.device, precision: str = "auto", keep_dropout: bool = False, size_mode: str = "pad",
                  tile: int | None = None, tile_overlap: int = 64, data_spec: DataSpec | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, side: str | None = None) -> None:
         if size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {', '.join(SIZE_MODES)}, got {size_mode!r}")
+        if side not in (None, *SIDES):
+            raise ValueError(f"side must be one of {', '.join(SIDES)} or None, got {side!r}")
+        self.side = side  # "A"/"B": translate only that half of side-by-side A|B inputs (i2i.translation.sides)
         self.cfg, self.gen_cfg, self.direction, self.device = cfg, gen_cfg, direction, device
         self.data_spec = data_spec  # what the model trained on (evaluation picks paired or unpaired scores by it)
         self.batch_size = batch_size or default_batch_size(device)  # for lists and folders
@@ -181,14 +194,29 @@ class Translator:
         self.size_mode = size_mode
         self.tile = None if tile is None else max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
         self.tile_overlap = tile_overlap
+        self.source: tuple[Path, Path] | None = None  # (the checkpoint as given, its weights file): from_pretrained
+        self._made_by: MadeBy | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, direction: str | None = None, device: str = "auto",
                         precision: str = "auto", ema: bool = True, **options: Any) -> Translator:
         """Load from a run directory (latest checkpoint), a checkpoint folder or one weights file; a checkpoint's
         EMA weights are used when it has them, unless `ema=False`."""
-        net, gen_cfg, cfg, direction, spec = _load(path, direction, ema)
-        return cls(net, gen_cfg, cfg, direction, pick_device(device), precision, data_spec=spec, **options)
+        net, gen_cfg, cfg, direction, spec, weights_file = _load(path, direction, ema)
+        translator = cls(net, gen_cfg, cfg, direction, pick_device(device), precision, data_spec=spec, **options)
+        translator.source = (Path(path), weights_file)
+        return translator
+
+    def made_by(self) -> MadeBy | None:
+        """The checkpoint and a fingerprint of the weights (their file's sha256), recorded in the output folders
+        of translate_dir; None for a Translator built from a network rather than a checkpoint."""
+        if self.source is None:
+            return None
+        if self._made_by is None:
+            given, weights = self.source
+            self._made_by = MadeBy(checkpoint=str(given.resolve()), weights=str(weights.resolve()),
+                                   sha256=file_sha256(weights), direction=self.direction)
+        return self._made_by
 
     # -- tensors ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -243,6 +271,7 @@ class Translator:
         Float arrays hold values in `value_range` ([0, 1] by default); anything else raises (see i2i.data.checks).
         """
         bounds = check_array(array, value_range)
+        array = half(array, self.side)
         if array.ndim == 2:
             array = array[:, :, None]
         channels = array.shape[2]
@@ -318,6 +347,7 @@ class Translator:
             return [self(i, tensor_range, value_range) for i in x]
         if isinstance(x, torch.Tensor):
             lo, hi = check_tensor(x, self.in_channels, tensor_range)
+            x = half(x, self.side)
             batched = x if x.ndim == 4 else x[None]
             out = self.translate_tensor((batched.float() - lo) / (hi - lo) * 2 - 1)
             out = ((out + 1) / 2 * (hi - lo) + lo).to(x.device, x.dtype)
@@ -356,14 +386,15 @@ class Translator:
                       video: VideoOptions | None = None) -> DirSummary:
         """Translate a file or a whole tree of images and videos into `dst`, mirroring relative paths and names
         (see i2i.translation.folders); `shard=(rank, world)`: only this process's share of the files; `video`:
-        how videos are encoded."""
+        how videos are encoded. The checkpoint is recorded in `dst`: one that another checkpoint made is refused
+        (ValueError) unless `overwrite` (see i2i.translation.made_by)."""
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
             return self.translate_stream(items, batch_size)
 
         return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
                                       allow_inside_input=allow_inside_input, io_threads=io_threads,
                                       read_ahead=2 * (batch_size or self.batch_size), progress=progress, shard=shard,
-                                      video=video)
+                                      video=video, made_by=self.made_by())
 
 
 def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,
