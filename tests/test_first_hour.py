@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -112,7 +114,6 @@ def test_an_output_folder_made_by_another_checkpoint_is_refused_unless_overwrite
 
 def test_side_translates_one_half_of_side_by_side_inputs_and_a_pair_layout_is_warned(
         two_checkpoints: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    import numpy as np
     from PIL import Image
 
     _, run, inputs = two_checkpoints
@@ -136,3 +137,70 @@ def test_side_translates_one_half_of_side_by_side_inputs_and_a_pair_layout_is_wa
         assert Image.open(out / "000.png").size == (32, 32)
         assert np.array_equal(np.asarray(Image.open(out / "000.png")), np.asarray(Image.open(tmp_path / f"{side}.png")))
     assert cli("translate", run, pairs, tmp_path / "x", "--side", "C").exit_code == 2
+
+
+class _Page(HTMLParser):
+    """The tables of a results page: each row's cells as text, and the image sources in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+        elif tag == "img":
+            self.images.append(values["src"] or "")
+            self.rows[-1][-1] += "<img>"
+        if tag in ("link", "script") or (values.get("href") or "").startswith("http"):
+            self.links.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data.strip()
+
+
+def test_eval_html_shows_input_output_target_of_every_image_with_the_scores(
+        two_checkpoints: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    _, run, inputs = two_checkpoints
+    data = write_pairs(tmp_path / "d", n=3, seed=5)
+    (data / "train").rename(data / "val")
+    page_dir = tmp_path / "page"
+    result = cli("eval", run, "--data", data, "--split", "val", "--no-fid", "--html", page_dir,
+                 "--json", tmp_path / "scores.json")
+    assert result.exit_code == 0, result.output
+    assert f"results page written to {page_dir / 'index.html'}" in result.output
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    page = _Page()
+    page.feed((page_dir / "index.html").read_text())
+    assert not page.links  # offline: no stylesheet, script or web address
+    score_rows = [r for r in page.rows if r and r[0] in ("model", "identity")]
+    header = next(r for r in page.rows if r[:1] == [""])
+    assert header[1:] == ["psnr", "ssim", "ms_ssim", "checkerboard"]
+    assert [r[0] for r in score_rows] == ["model", "identity"]
+    assert score_rows[0][1] == f"{scores['model']['psnr']:.4g}"
+    assert score_rows[1][2] == f"{scores['identity']['ssim']:.4g}"
+    columns = next(r for r in page.rows if r[:1] == ["image"])
+    assert columns == ["image", "input", "output", "target", "psnr", "ssim", "ms_ssim"]
+    images = [r for r in page.rows if r and r[0] in ("000", "001", "002")]
+    assert [r[0] for r in images] == ["000", "001", "002"]
+    assert all(r[1:4] == ["<img>"] * 3 and float(r[4]) > 0 for r in images)
+    assert len(page.images) == 9 and all((page_dir / src).is_file() for src in page.images)
+    first = [np.asarray(Image.open(page_dir / src)) for src in page.images[:3]]
+    ab = np.asarray(Image.open(data / "val" / "000.png"))
+    assert np.array_equal(first[0], ab[:, :32]) and np.array_equal(first[2], ab[:, 32:])  # input A, target B
+    assert first[1].shape == first[0].shape and not np.array_equal(first[1], first[0])
+    folders = cli("eval", "--outputs", inputs, "--targets", inputs.parent / "B", "--no-fid", "--html",
+                  tmp_path / "two")
+    assert folders.exit_code == 0, folders.output
+    two = _Page()
+    two.feed((tmp_path / "two" / "index.html").read_text())
+    assert next(r for r in two.rows if r[:1] == ["image"])[:3] == ["image", "output", "target"]
+    assert len(two.images) == 12

@@ -19,6 +19,7 @@ from i2i.models import Pix2PixConfig
 from i2i.nets import GeneratorConfig
 from i2i.nets.resnet import ResnetGenerator
 from i2i.training.trainer import train
+from i2i.translation.made_by import RECORD
 from i2i.translation.translator import Translator, blend_window, tile_starts
 
 
@@ -147,7 +148,8 @@ def test_translate_dir_mirrors_the_tree(translator: Translator, tmp_path: Path) 
         a, b = read_image(f), read_image(out)
         assert b.shape == a.shape and b.dtype == a.dtype, f
         assert f.read_bytes() == before[f]  # inputs untouched
-    assert not any(p.name.startswith(".") for p in dst.rglob("*"))  # no temp files left
+    assert not any(p.name.startswith(".") for p in dst.rglob("*") if p != dst / RECORD)  # no temp files left
+    assert (dst / RECORD).is_file()  # which checkpoint made the folder
 
 
 def test_exif_rotated_jpeg_comes_out_upright(translator: Translator, tmp_path: Path) -> None:

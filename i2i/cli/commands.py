@@ -180,6 +180,7 @@ Examples:
   i2i eval checkpoints/facades_pix2pix --data datasets/facades --split val
   i2i eval checkpoints/yosemite --data datasets/summer2winter_yosemite --split test --direction AtoB
   i2i eval --outputs results/ --targets datasets/facades/val_photos/
+  i2i eval checkpoints/facades_pix2pix --data datasets/facades --html results/facades   # input | output | target
 """)
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -196,6 +197,9 @@ Examples:
               help="Also score the inputs themselves (the identity translation).")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the translated split here [default: a temp folder].")
+@click.option("--html", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a results page here: HTML/index.html with input | output | target of every image and its "
+                   "scores, the images copied beside it in HTML/images (viewable offline).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the scores here [default: RUN/eval_SPLIT.json for a run directory; unpaired runs: "
                    "RUN/eval_SPLIT_DIRECTION.json, one per direction].")
@@ -212,7 +216,7 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     import json
 
     from i2i.data.io import ImageReadError
-    from i2i.evaluation.evaluate import evaluate_run, format_table, score_folders, scores_file
+    from i2i.evaluation.evaluate import evaluate_run, format_table, results_page, score_folders, scores_file
     from i2i.evaluation.paired import json_safe
 
     if owns_process():
@@ -224,14 +228,18 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
         if opts["outputs"] is not None:
             if checkpoint is not None or opts["targets"] is None:
                 raise click.UsageError("--outputs needs --targets and no CHECKPOINT")
+            per_image: dict = {}
             result = json_safe({"scores": score_folders(opts["outputs"], opts["targets"], paired=opts["paired"],
-                                                        fid=opts["fid"])})
+                                                        fid=opts["fid"], per_image=per_image)})
+            if opts["html"] is not None:
+                results_page(opts["html"], {"output": opts["outputs"], "target": opts["targets"]}, result, per_image)
         else:
             if checkpoint is None or data_root is None:
                 raise click.UsageError("give CHECKPOINT and --data (or --outputs and --targets)")
             result = evaluate_run(checkpoint, data_root, split=opts["split"], direction=opts["direction"],
                                   work_dir=opts["work_dir"], fid=opts["fid"], baseline=opts["baseline"],
-                                  device=opts["device"], precision=opts["precision"], ema=opts["ema"])
+                                  device=opts["device"], precision=opts["precision"], ema=opts["ema"],
+                                  html=opts["html"])
     except ImageReadError as err:  # a file the scores need cannot be read
         stop(f"Error: {err}", EXIT_INPUTS_FAILED)
     except (ValueError, OSError, RuntimeError) as err:
@@ -245,6 +253,8 @@ def eval_command(checkpoint: Path | None, data_root: Path | None, **opts) -> Non
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))
         click.echo(f"scores written to {json_out}")
+    if opts["html"] is not None:
+        click.echo(f"results page written to {opts['html'] / 'index.html'}")
     if result.get("failed"):
         for message in result["failed"]:
             click.echo(f"error: {printable(message)}", err=True)

@@ -13,19 +13,23 @@ from i2i.data.io import ImageReadError, list_images, write_image
 from i2i.data.layout import resolve_split
 from i2i.evaluation.checkerboard import checkerboard_score
 from i2i.evaluation.fid import distribution_metrics_unavailable, distribution_scores
-from i2i.evaluation.paired import json_safe, paired_scores
+from i2i.evaluation.page import write_results_page
+from i2i.evaluation.paired import json_safe, keyed_images, paired_scores
 from i2i.translation.translator import Translator
 
 
 def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = True, fid: bool = True,
-                  batch_size: int = 16, device: str | None = None) -> dict[str, Any]:
+                  batch_size: int = 16, device: str | None = None,
+                  per_image: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Mean paired metrics (when `paired`), the checkerboard figure (outputs' energy at the 2- and 4-pixel
     periods over the targets'; 1.0 = like the real images) and FID/KID (when `fid` and the metrics extra is
-    installed)."""
+    installed). `per_image` (a dict) receives each image's paired scores, by name."""
     scores: dict[str, Any] = {}
     if paired:
         result = paired_scores(outputs, targets)
         scores.update(n=result["n"], **result["mean"])
+        if per_image is not None:
+            per_image.update(result["per_image"])
     scores["checkerboard"] = checkerboard_score(outputs, targets)
     if fid:
         missing = distribution_metrics_unavailable()
@@ -40,7 +44,8 @@ def score_folders(outputs: str | Path, targets: str | Path, *, paired: bool = Tr
 
 def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = "val", direction: str | None = None,
                  work_dir: str | Path | None = None, fid: bool = True, baseline: bool = True, device: str = "auto",
-                 precision: str = "fp32", batch_size: int = 4, ema: bool = True) -> dict[str, Any]:
+                 precision: str = "fp32", batch_size: int = 4, ema: bool = True,
+                 html: str | Path | None = None) -> dict[str, Any]:
     """Translate a held-out split with a trained run and score it against the target domain.
 
     Paired runs (Pix2Pix) are scored image by image (PSNR, SSIM, MS-SSIM) and as distributions
@@ -49,6 +54,7 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
     way ("identity": the translation that does nothing). Outputs land in `work_dir` (a temp folder
     by default). Returns {"model": scores, "identity": scores, "split", "direction", "n", "failed"}:
     inputs that could not be read or translated are left out of the scores and listed in "failed".
+    `html`: a folder for the results page (input | output | target per image with its scores; see results_page).
     """
     translator = Translator.from_pretrained(checkpoint, direction=direction, device=device, precision=precision,
                                             ema=ema)
@@ -68,10 +74,22 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
             failed = _write_paired_split(translator, root, split, inputs, outputs, targets, batch_size)
         result: dict[str, Any] = {"split": split, "direction": translator.direction, "paired": not unpaired,
                                   "n": len(list_images(outputs, recursive=True)), "failed": failed}
-        result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid)
+        per_image: dict[str, dict[str, Any]] = {}
+        result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid, per_image=per_image)
         if baseline:
             result["identity"] = score_folders(inputs, targets, paired=not unpaired, fid=fid)
+        if html is not None:
+            columns = {"input": inputs, "output": outputs} | ({} if unpaired else {"target": targets})
+            results_page(html, columns, result, per_image, title=f"i2i eval {checkpoint}")
     return json_safe(result)
+
+
+def results_page(folder: str | Path, columns: dict[str, Path], result: dict[str, Any],
+                 per_image: dict[str, dict[str, Any]] | None = None, title: str = "i2i eval") -> Path:
+    """`folder`/index.html: a row per image of the first column's folder (same-named files of the others beside
+    it, matched by relative path without extension) with its scores, under the overall scores."""
+    files = {label: keyed_images(Path(path), recursive=True) for label, path in columns.items()}
+    return write_results_page(folder, files, result, per_image, title=title)
 
 
 def scores_file(run_dir: Path, result: dict[str, Any]) -> Path:

@@ -160,7 +160,7 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _keyed_images(folder: Path, recursive: bool) -> dict[str, Path]:
+def keyed_images(folder: Path, recursive: bool) -> dict[str, Path]:
     """Images under `folder` keyed by relative path without extension (a.png and a.jpg may not both exist)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder: {folder}")
@@ -192,7 +192,7 @@ def paired_scores(outputs_dir: str | os.PathLike, targets_dir: str | os.PathLike
     pass the result through `json_safe` before json.dump.
     """
     outputs_dir, targets_dir = Path(outputs_dir), Path(targets_dir)
-    outputs, targets = _keyed_images(outputs_dir, recursive), _keyed_images(targets_dir, recursive)
+    outputs, targets = keyed_images(outputs_dir, recursive), keyed_images(targets_dir, recursive)
     no_target = sorted(outputs.keys() - targets.keys())
     no_output = sorted(targets.keys() - outputs.keys())
     if no_target or no_output:
