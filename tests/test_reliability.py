@@ -29,6 +29,7 @@ from i2i.checkpoint.weights import CheckpointError, latest_checkpoint
 from i2i.data.io import read_image, write_image
 from i2i.training.state import RunError
 from i2i.training.trainer import Trainer, train
+from i2i.translation.made_by import RECORD
 from i2i.translation.translator import Translator
 
 TINY = ["--generator", "unet_64", "--ngf", "4", "--ndf", "4", "--load-size", "72", "--crop-size", "64",
@@ -314,7 +315,8 @@ def test_names_at_the_length_limit_are_written(translator: Translator, tmp_path:
     summary = translator.translate_dir(tmp_path / "in", tmp_path / "out", progress=False)
     assert summary.translated == 1 and summary.ok, summary.failed
     assert read_image(tmp_path / "out" / src.name).shape == (40, 48, 3)
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [src.name]  # no temp file left
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == sorted([src.name, RECORD])  # no temp file left, only the output and its checkpoint record
 
 
 # -- 9: multi-frame images ------------------------------------------------------------------------------------
@@ -481,7 +483,7 @@ def test_a_hostile_tree_is_fully_accounted_for(run_dir: Path, tmp_path: Path) ->
     assert "not a regular file (a FIFO)" in out and "dangling symbolic link" in out and "symbolic link loop" in out
     assert "a character device" in out and "decompression bomb" in out
     assert "caf\\xe9 \\xff.png" not in out  # a good file is not listed
-    written = sorted(os.fsdecode(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    written = sorted(os.fsdecode(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file() and p.name != RECORD)
     assert len(written) == len(expected["ok"]) and "x.jpg/inner.png" in written
     assert (dst / os.fsdecode(b"caf\xe9 \xff.png")).is_file()  # the name's bytes are kept
     assert not (dst / "abs_link.png").is_symlink()

@@ -89,6 +89,25 @@ def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = Non
     return np.ascontiguousarray(array)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, or None when it is not a readable regular image file.
+
+    Never opens a FIFO or device and never decodes pixels: for peeking at inputs before the real read."""
+    try:
+        if _not_regular(os.stat(path).st_mode) is not None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as f:
+                if _not_regular(os.fstat(f.fileno()).st_mode) is not None:
+                    return None
+                with Image.open(f) as img:
+                    return img.size
+    except Exception:  # any failure here is reported by the real read
+        return None
+
+
 class MultiFrameError(ValueError):
     """An animated or multi-page image (refused: i2i translates single pictures)."""
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image
+
+from i2i.data.io import image_size, is_image_file
 
 SIDES = ("A", "B")
 PAIR_RATIO = (1.9, 2.1)  # width / height of an A|B file whose halves are (about) square
@@ -31,8 +32,6 @@ def half(x: X, side: str | None) -> X:
 
 def first_images(path: Path, limit: int = 3) -> list[Path]:
     """Up to `limit` image files of `path` (itself, or the first found walking it in sorted order)."""
-    from i2i.data.io import is_image_file
-
     if path.is_file():
         return [path] if is_image_file(path) else []
     found: list[Path] = []
@@ -49,13 +48,8 @@ def looks_side_by_side(path: Path, preprocess: str) -> str | None:
     model was trained on square inputs (its `preprocess` crops squares: the halves of such files), else None."""
     if preprocess not in SQUARE_PREPROCESS:
         return None
-    sizes = []
-    for image in first_images(path):
-        try:
-            with Image.open(image) as opened:
-                sizes.append((image, opened.size))
-        except (OSError, ValueError):
-            continue  # the translation names unreadable files
+    peeked = [(image, image_size(image)) for image in first_images(path)]
+    sizes = [(image, size) for image, size in peeked if size is not None]  # the translation names the others
     pairs = [(image, w, h) for image, (w, h) in sizes if h and PAIR_RATIO[0] <= w / h <= PAIR_RATIO[1]]
     if not sizes or len(pairs) < len(sizes):
         return None
