@@ -96,11 +96,18 @@ class TrainConfig:
     beta2: float = option(0.999, cli=False, help="Adam beta2.")
     device: str = option("auto", choices=DEVICES, help="Training device (auto: CUDA when available).")
     precision: str = option("auto", choices=PRECISIONS,
-                            help="auto: bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); on a GPU fp32 "
-                                 "(TF32) below batch 8, where steps are launch-bound, bf16 from there on; else fp32. "
-                                 "Losses are always fp32.")
+                            help="Autocast precision; auto: the fastest, timed on this machine before the first step, "
+                                 "among those whose output matches fp32's (README: Speed). Losses are always fp32.")
     channels_last: bool | None = option(
-        None, help="NHWC memory layout [default: on for CUDA, off on the CPU where it measured no gain].")
+        None, help="NHWC memory layout [default: timed on this machine, as for --precision auto].")
+    gemm_convolutions: bool | None = option(
+        None, help="Run small CPU convolutions as one matrix multiply (same maths) [default: timed on this machine].")
+    one_pass_batchnorm: bool | None = option(
+        None, help="Score a discriminator's real and fake batch in one call, BatchNorm statistics kept apart "
+                   "[default: timed on this machine].")
+    speed: dict[str, Any] | None = option(
+        None, cli=False, help="What the auto options were measured to be here (written by the run; reused on "
+                              "resume on the same device).")
     compile: bool = option(False, help="torch.compile the networks (falls back to eager with a message).")
     compile_mode: str = option("default", choices=COMPILE_MODES,
                                help="With --compile: reduce-overhead replays CUDA graphs (small, launch-bound GPU "

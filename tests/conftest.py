@@ -31,6 +31,14 @@ def _cpu_unless_marked_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.M
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
+@pytest.fixture(autouse=True)
+def _fixed_speed_rules(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Speed choices by the fixed rules (tests/test_autotune.py measures), and no cache outside the test's
+    folders: timing settings on every tiny test run would only slow the suite and make it depend on load."""
+    monkeypatch.setenv("I2I_AUTOTUNE", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg_cache"))
+
+
 @pytest.fixture
 def paired_root(tmp_path: Path) -> Path:
     """Six 32x32 side-by-side pairs under tmp/pairs/train."""

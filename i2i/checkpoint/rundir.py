@@ -153,10 +153,13 @@ class RunDir:
                 f"({before.get('count')} -> {len(names)} files); the data order and the epoch length follow the "
                 "files as they are now")
 
-    def write_timings(self, seconds: dict[str, float]) -> None:
-        """Where the last process's wall time went, by phase (see trainer.Trainer.fit)."""
-        atomic_write_bytes(self.path / "timings.json", json.dumps({k: round(v, 4) for k, v in seconds.items()},
-                                                                   indent=2).encode())
+    def write_timings(self, seconds: dict[str, float], speed: str | None = None) -> None:
+        """Where the last process's wall time went, by phase (see trainer.Trainer.fit), and what the automatic
+        speed choice picked and why (`speed`, see training/speed.py)."""
+        record: dict[str, float | str] = {k: round(v, 4) for k, v in seconds.items()}
+        if speed:
+            record["speed"] = speed
+        atomic_write_bytes(self.path / "timings.json", json.dumps(record, indent=2).encode())
 
 def _step(line: str) -> int | None:
     """The step of one metrics.jsonl line, or None for a line that is not a whole record."""

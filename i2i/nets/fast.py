@@ -99,13 +99,23 @@ def gemm_convolutions(net: nn.Module) -> nn.Module:
     """Swap, in place, the layers the GEMM convolutions were measured to speed up: a U-Net's convolutions and
     transposed convolutions, and resize / pixel-shuffle upsampling anywhere. Exact types only (a spectrally
     normalised conv stays as it is); outputs change only by floating-point summation order."""
+    for m, swap in _gemm_swaps(net):
+        m.__class__ = swap  # the stand-ins add no state: same parameters, buffers and state_dict keys
+    return net
+
+
+def has_gemm_convolutions(net: nn.Module) -> bool:
+    """Whether `gemm_convolutions` would swap any layer of `net` (else there is nothing to choose)."""
+    return any(True for _ in _gemm_swaps(net))
+
+
+def _gemm_swaps(net: nn.Module) -> Iterator[tuple[nn.Module, type]]:
     unets = [m for m in net.modules() if isinstance(m, UNetGenerator)]
     in_unet = {id(m) for u in unets for m in u.modules()}
     for m in net.modules():
         swap = _UPSAMPLING.get(type(m)) or (_UNET.get(type(m)) if id(m) in in_unet else None)
         if swap is not None:
-            m.__class__ = swap  # the stand-ins add no state: same parameters, buffers and state_dict keys
-    return net
+            yield m, swap
 
 
 class SplitBatchNorm2d(nn.BatchNorm2d):

@@ -72,6 +72,7 @@ class RunEvents:
             f"at batch {t.batch_size}",
             f"device: {chosen(t.device, self.device)}, precision {chosen(t.precision, self.precision)}, "
             f"workers {chosen(t.workers, self.workers)}",
+            *([f"speed (auto, timed on this machine): {t.speed['summary']}"] if t.speed else []),
             f"run: {self.run.path} ({start})",
             f"schedule: lr {t.lr:g} for {constant} steps, then linear decay to 0 over {decay} ({why}){cut}",
         ]
@@ -80,7 +81,8 @@ class RunEvents:
         """The run config with what `auto` and the defaults chose written in (device, precision, workers)."""
         d = self.cfg.to_dict()
         d["train"].update(device=str(self.device), precision=self.precision, workers=self.workers,
-                          channels_last=self.place.memory_format == torch.channels_last)
+                          channels_last=self.speed.channels_last, gemm_convolutions=self.speed.gemm_convolutions,
+                          one_pass_batchnorm=self.speed.one_pass_batchnorm)
         constant, decay = self.cfg.train.schedule(self.batches.steps_per_epoch)
         d["schedule"] = {"constant_steps": constant, "decay_steps": decay, "total_steps": self.total_steps,
                          "steps_per_epoch": self.batches.steps_per_epoch, "images": self.batches.size}

@@ -283,8 +283,9 @@ def init_networks(model: Model, cfg: RunConfig) -> list[str]:
 
 
 def carry_record(t: TrainConfig, saved: dict[str, Any]) -> None:
-    """On resume, keep the source the run recorded when it started (the command line no longer names it)."""
-    for key in ("init_from", "init_from_sha256", "init_direction"):
+    """On resume, keep the source the run recorded when it started (the command line no longer names it) and
+    what its auto options were measured to be (reused on the same device: the run goes on as it started)."""
+    for key in ("init_from", "init_from_sha256", "init_direction", "speed"):
         if getattr(t, key) is None:
             setattr(t, key, saved.get("train", {}).get(key))
 

@@ -19,7 +19,7 @@ from torch import nn
 from i2i.config import RunConfig, TrainConfig, non_finite
 from i2i.data.layout import resolve_split
 from i2i.models import Model, Update, build_model
-from i2i.runtime.devices import DTYPES, pick_device, resolve_precision
+from i2i.runtime.devices import DTYPES, pick_device
 from i2i.runtime.process import import_dynamo
 from i2i.training.init_from import RESUME_CONFLICT
 from i2i.training.state import RunError, warn
@@ -42,13 +42,11 @@ class Placement:
 # -- set-up ------------------------------------------------------------------------------------------
 
 def place(t: TrainConfig) -> Placement:
-    """The device, autocast precision and memory layout that `t` asks for (auto resolved)."""
+    """The device `t` asks for, with fp32 and the plain layout until training/speed.py settles what is auto."""
     device = pick_device(t.device)
-    precision = resolve_precision(t.precision, device, t.batch_size)
-    if precision == "fp16" and device.type == "cpu":
+    if t.precision == "fp16" and device.type == "cpu":
         raise RunError("fp16 training needs CUDA; on the CPU use --precision bf16 or fp32")
-    channels_last = device.type == "cuda" if t.channels_last is None else t.channels_last
-    return Placement(device, precision, torch.channels_last if channels_last else torch.contiguous_format)
+    return Placement(device, "fp32", torch.contiguous_format)
 
 
 def check_options(cfg: RunConfig, model: Model, resume: bool = False) -> None:

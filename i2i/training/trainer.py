@@ -6,6 +6,7 @@ optimizers, schedule, checks), state.py (resume and checkpoints), events.py (log
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import time
@@ -28,12 +29,11 @@ from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError
 from i2i.data.stream import BatchStream
 from i2i.models.ema import EMA
-from i2i.nets.fast import gemm_convolutions, split_batchnorm
 from i2i.runtime.devices import autocast
 from i2i.runtime.process import opencv_threads, training_flags
 from i2i.runtime.signals import signal_name, stop_on_signals
 from i2i.runtime.timeline import Timeline
-from i2i.training import distributed
+from i2i.training import distributed, speed
 from i2i.training.events import LossMeter, RunEvents
 from i2i.training.finite import check_losses, step_losses
 from i2i.training.init_from import init_networks
@@ -111,6 +111,8 @@ class Trainer(CheckpointState, RunEvents):
             self._set_up(cfg, resume, progress)
 
     def _set_up(self, cfg: RunConfig, resume: bool, progress: bool) -> None:
+        # a copy: what resume and measuring fill in (recorded options, the speed verdict) stays out of the caller's
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train))
         self.cfg, self.progress = cfg, progress
         t = cfg.train
         self.dist = distributed.current()  # one process, or one of several (torchrun; see i2i/training/distributed.py)
@@ -121,14 +123,17 @@ class Trainer(CheckpointState, RunEvents):
         self.place.device = self.dist.device(self.place.device)
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
-        for net in self.model.networks().values():  # the speed swaps (i2i/nets/fast.py): same weights and maths
-            split_batchnorm(gemm_convolutions(net))
         check_options(cfg, self.model, resume)
-        self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         self.resume = resume
         self._claim()
         self.dist.agree(self.resume_from and self.resume_from.name, "the checkpoint to resume",
                         hint=f"every process must see the run directory {self.run.path} (shared storage)")
+        # precision, layout and the speed swaps: measured here unless typed (part of "setup" in timings.json)
+        chosen, t.speed = speed.choose(cfg, self.model, self.place.device, self.dist, sync_bn=t.sync_bn)
+        self.place.precision, self.place.memory_format = chosen.precision, chosen.memory_format
+        self.speed = chosen
+        speed.apply(self.model, chosen)
+        self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         notes = init_networks(self.model, cfg) if self.resume_from is None else []
         for line in notes if self.dist.main else ():
             warn(line)
@@ -237,7 +242,7 @@ class Trainer(CheckpointState, RunEvents):
                     self.tensorboard.close()
             timings = timeline.report()
             if self.dist.main:
-                self.run.write_timings(timings)
+                self.run.write_timings(timings, speed=t.speed and t.speed.get("summary"))
         images = (self.step - start_step) * t.batch_size * self.dist.world
         summary = Summary(self.run.path, checkpoint, self.step, self.step / self.batches.steps_per_epoch, seconds,
                           images / max(seconds, 1e-9), len(self.batches.skipped), last, timings, start_step)

@@ -1,0 +1,191 @@
+"""Speed choices by measurement: time the candidate settings on this machine, keep the fastest, cache the verdict.
+
+The caller says what can vary (`axes`: each a name and its options, the first the baseline) and how to time one
+setting (`measure`: seconds per step); `tune` walks the axes one at a time (coordinate descent: each option of an
+axis is tried with the best of the others so far) within a time budget. Verdicts are cached in the user's cache
+folder (`$XDG_CACHE_HOME/i2i/autotune.json`) under a key naming the device model, torch version, thread count and
+what was timed, so the next run on the same machine starts at once. `I2I_AUTOTUNE=off` turns measuring off (the
+callers fall back to fixed rules), `I2I_AUTOTUNE=fresh` measures again and replaces the cached verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Setting = dict[str, Any]
+Measure = Callable[[Setting], float]  # seconds per step of one setting (math.inf: not usable)
+WIN = 0.05  # an option replaces the current one only when at least this much faster (timing noise)
+
+
+@dataclass
+class Verdict:
+    """What tuning chose and why: the setting, the seconds per step of every setting timed, and how long it took."""
+
+    chosen: Setting
+    timings: list[dict[str, Any]] = field(default_factory=list)  # [{"setting": ..., "seconds": ...}, ...]
+    tuning_seconds: float = 0.0
+    cached: bool = False
+    key: str = ""
+
+    def seconds(self, setting: Mapping[str, Any]) -> float | None:
+        return next((t["seconds"] for t in self.timings if t["setting"] == dict(setting)), None)
+
+    def explain(self, axes: Mapping[str, Sequence[Any]], label: Callable[[str, Any], str]) -> list[str]:
+        """Per axis, each option not chosen against the chosen one, the rest of the setting alike:
+        'bf16 1.90x slower' (options never timed are left out)."""
+        parts: list[str] = []
+        for name, options in axes.items():
+            for option in options:
+                if option == self.chosen.get(name):
+                    continue
+                pairs = [(t["seconds"], self.seconds(t["setting"] | {name: self.chosen[name]}))
+                         for t in self.timings if t["setting"].get(name) == option]
+                ratio = next((other / mine for other, mine in pairs if mine), None)
+                if ratio is not None:
+                    parts.append(f"{label(name, option)} {ratio:.2f}x slower" if ratio >= 1
+                                 else f"{label(name, option)} {1 / ratio:.2f}x faster but not usable")
+        return parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mode() -> str:
+    """'on' (measure, use the cache), 'off' (fixed rules) or 'fresh' (measure again), from I2I_AUTOTUNE."""
+    value = os.environ.get("I2I_AUTOTUNE", "on").strip().lower()
+    return {"0": "off", "false": "off", "no": "off"}.get(value, value if value in ("on", "off", "fresh") else "on")
+
+
+def tune(axes: Mapping[str, Sequence[Any]], measure: Measure, budget: Callable[[float], float]) -> Verdict:
+    """The fastest setting found by coordinate descent over `axes` (the first option of each is the baseline).
+
+    The baseline is always timed; new options are tried until `budget(baseline seconds per step)` seconds
+    have gone."""
+    started = time.perf_counter()
+    verdict = Verdict(chosen={name: options[0] for name, options in axes.items()})
+    best = _timed(verdict, measure, verdict.chosen)
+    allowed = budget(best)
+    for name, options in axes.items():
+        for option in options[1:]:
+            if time.perf_counter() - started > allowed:
+                break
+            candidate = verdict.chosen | {name: option}
+            seconds = _timed(verdict, measure, candidate)
+            if seconds < best * (1 - WIN):
+                verdict.chosen, best = candidate, seconds
+    verdict.tuning_seconds = time.perf_counter() - started
+    return verdict
+
+
+def _timed(verdict: Verdict, measure: Measure, setting: Setting) -> float:
+    seconds = verdict.seconds(setting)
+    if seconds is None:
+        seconds = float(measure(dict(setting)))
+        verdict.timings.append({"setting": dict(setting), "seconds": seconds})
+    return seconds
+
+
+def best_of(step: Callable[[], None], device: torch.device, reps: int = 2, give_up_after: float | None = None) -> float:
+    """Seconds of one call of `step`: a warm-up call, then the fastest of `reps`. A warm-up slower than
+    `give_up_after` ends the timing at once (that setting has lost already; its warm-up time is returned)."""
+    def once() -> float:
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        return time.perf_counter() - start
+
+    warm = once()
+    if give_up_after is not None and warm > give_up_after:
+        return warm
+    return min(once() for _ in range(reps))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The device's model: the GPU's name, or the CPU's model name from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def machine_key(device: torch.device, what: Mapping[str, Any]) -> str:
+    """The cache key: device model, torch version, CPU threads and `what` was timed (shapes, networks)."""
+    described = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "what": what}
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "i2i" / "autotune.json"
+
+
+def cached(key: str) -> Verdict | None:
+    """The cached verdict under `key`, or None (none, or the cache file is unreadable: measured again)."""
+    try:
+        entry = json.loads(cache_file().read_text()).get(key)
+        return None if entry is None else Verdict(**{**entry, "cached": True})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def store(key: str, verdict: Verdict) -> None:
+    """Add `verdict` to the cache (atomically; a cache that cannot be written is skipped, never an error)."""
+    path = cache_file()
+    try:
+        entries = json.loads(path.read_text()) if path.exists() else {}
+        entries = entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):
+        entries = {}
+    entries[key] = {k: v for k, v in verdict.to_dict().items() if k != "cached"} | {"key": key}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a reader never sees a half-written cache
+        temp.write_text(json.dumps(entries, indent=1, default=str) + "\n")
+        os.replace(temp, path)
+    except OSError:
+        pass
+
+
+def tune_cached(key: str, axes: Mapping[str, Sequence[Any]], measure: Measure,
+                budget: Callable[[float], float]) -> Verdict:
+    """`tune`, or the verdict cached under `key` (I2I_AUTOTUNE=fresh measures again)."""
+    if mode() != "fresh":
+        found = cached(key)
+        if found is not None and all(found.chosen.get(k) in v for k, v in axes.items()):
+            return found
+    verdict = tune(axes, measure, budget)
+    verdict.key = key
+    store(key, verdict)
+    return verdict
+
+
+def matmul_seconds(dtype: torch.dtype, device: torch.device, n: int = 512, reps: int = 3) -> float:
+    """Seconds of one n x n matmul in `dtype` (a quick probe: is this dtype native here at all?)."""
+    seeded = torch.Generator().manual_seed(0)  # the process's own random stream is left alone
+    a, b = (torch.randn(n, n, generator=seeded).to(device, dtype) for _ in range(2))
+    return best_of(lambda: a @ b, device, reps)

@@ -1,0 +1,244 @@
+"""How a run computes, chosen by measurement: precision, memory layout and the speed swaps of i2i/nets/fast.py.
+
+Every option left at `auto` (None) becomes an axis of candidates; each candidate setting is timed on a copy of the
+run's own freshly built networks, on a batch of the run's own shape (one forward + backward of every update, no
+optimizer step), and the fastest whose generator output matches fp32's within PRECISION_TOLERANCE is kept
+(i2i/runtime/autotune.py: coordinate descent, a bounded budget, a cached verdict). Options the user typed are
+used as typed and not measured; with I2I_AUTOTUNE=off the fixed rules below decide, as before measuring existed.
+The random streams of the process are left as they were, so a measured run trains exactly as a typed one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from i2i.config import RunConfig
+from i2i.models import Model
+from i2i.nets.fast import SplitBatchNorm2d, gemm_convolutions, has_gemm_convolutions, split_batchnorm
+from i2i.runtime import autotune
+from i2i.runtime.devices import DTYPES, autocast, resolve_precision
+from i2i.training.distributed import Group
+
+PRECISION_TOLERANCE = 3.0  # grey levels (of 255): the mean |output - fp32 output| a lower precision may differ by
+BF16_PROBE_SLOWER = 2.0  # bf16 matmuls this many times slower than fp32 (emulated bf16): not even tried
+Timer = Callable[[autotune.Setting, Callable[[], None]], float]  # (setting, one step) -> seconds per step
+
+
+
+
+def tuning_budget(baseline: float) -> float:
+    """Seconds measuring may take, given the baseline's seconds per step: about 25 steps, 5 s to 2 min."""
+    return min(120.0, max(5.0, 25 * baseline))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How the networks run (see TrainConfig for each option)."""
+
+    precision: str
+    channels_last: bool
+    gemm_convolutions: bool
+    one_pass_batchnorm: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def apply(model: Model, speed: Speed) -> None:
+    """Swap the chosen speed layers into every network of `model`, in place (same weights and maths)."""
+    for net in model.networks().values():
+        if speed.gemm_convolutions:
+            gemm_convolutions(net)
+        if speed.one_pass_batchnorm:
+            split_batchnorm(net)
+
+
+def choose(cfg: RunConfig, model: Model, device: torch.device, group: Group, sync_bn: bool = False,
+           timer: Timer | None = None) -> tuple[Speed, dict[str, Any] | None]:
+    """The Speed for this run and its record (what was measured, for config.json; None when nothing was).
+
+    Rank 0 decides and every other process takes its verdict (they must agree: DDP keeps one model in step). A
+    verdict the run recorded on this same device and torch (a resumed run) is reused without measuring."""
+    t = cfg.train
+    slow_bf16 = None
+    if t.precision == "auto" and device.type == "cpu" and autotune.mode() != "off":
+        ratio = bf16_matmul_ratio(device)
+        slow_bf16 = ratio if ratio >= BF16_PROBE_SLOWER else None
+    axes = candidate_axes(cfg, model, device, sync_bn=sync_bn and group.active, skip_bf16=slow_bf16 is not None)
+    if all(len(options) == 1 for options in axes.values()):
+        return Speed(**{k: v[0] for k, v in axes.items()}), None
+    if autotune.mode() == "off":
+        return rules(cfg, device, axes), None
+    here = {"device": autotune.device_name(device), "torch": torch.__version__}
+    recorded = t.speed if isinstance(t.speed, dict) else None
+    if recorded is not None and all(recorded.get(k) == v for k, v in here.items()):
+        chosen = recorded.get("chosen", {})
+        if all(chosen.get(k) in v for k, v in axes.items()):
+            return Speed(**{k: chosen[k] for k in axes}), recorded
+    record = None
+    if group.main:
+        verdict = measure(cfg, model, device, axes, timer)
+        notes = [f"bf16 not timed: its matmuls run {slow_bf16:.1f}x slower than fp32 here"] if slow_bf16 else []
+        line = summary(verdict, axes, notes)
+        record = here | {"chosen": verdict.chosen, "summary": line, "cached": verdict.cached,
+                         "tuning_seconds": round(verdict.tuning_seconds, 2),
+                         "timings": [timed | {"seconds": round(timed["seconds"], 4)} for timed in verdict.timings]}
+    record = group.gather(record)[0]  # rank 0's verdict, on every process
+    return Speed(**{k: record["chosen"][k] for k in axes}), record
+
+
+def bf16_matmul_ratio(device: torch.device) -> float:
+    """How many times slower a bf16 matmul is than an fp32 one here (a probe of a few milliseconds)."""
+    fp32, bf16 = (autotune.matmul_seconds(DTYPES[p], device) for p in ("fp32", "bf16"))
+    return bf16 / fp32
+
+
+def candidate_axes(cfg: RunConfig, model: Model, device: torch.device, sync_bn: bool = False,
+                   skip_bf16: bool = False) -> dict[str, tuple]:
+    """Per Speed field, the options worth timing here (the first is the baseline); a typed option has one."""
+    t = cfg.train
+    cuda = device.type == "cuda"
+    if t.precision != "auto":
+        precision: tuple = (t.precision,)
+    elif cuda:
+        precision = ("fp32", "bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    else:
+        precision = ("fp32",) if skip_bf16 else ("fp32", "bf16")
+    nets = list(model.networks().values())
+    has_batchnorm = any(type(m) in (nn.BatchNorm2d, SplitBatchNorm2d) for net in nets for m in net.modules())
+    has_gemm = any(has_gemm_convolutions(net) for net in nets)
+
+    def axis(typed: bool | None, when_auto: tuple) -> tuple:
+        return (typed,) if typed is not None else when_auto
+
+    return {
+        "precision": precision,
+        "channels_last": axis(t.channels_last, (True, False) if cuda else (False, True)),
+        # the GEMM convolutions act on the CPU only; there they are the baseline (measured faster where written)
+        "gemm_convolutions": axis(t.gemm_convolutions, (True, False) if has_gemm and not cuda else (not cuda,)),
+        # one-pass BatchNorm has nothing to do without BatchNorm, and synchronised BatchNorm (DDP) needs it
+        "one_pass_batchnorm": axis(t.one_pass_batchnorm, (True, False) if has_batchnorm and not sync_bn else (True,)),
+    }
+
+
+def rules(cfg: RunConfig, device: torch.device, axes: dict[str, tuple]) -> Speed:
+    """The fixed rules (I2I_AUTOTUNE=off): precision by device kind and batch size, every axis at its baseline."""
+    first = {k: v[0] for k, v in axes.items()}
+    precision = resolve_precision(cfg.train.precision, device, cfg.train.batch_size)
+    return Speed(**(first | {"precision": precision}))
+
+
+def measure(cfg: RunConfig, model: Model, device: torch.device, axes: dict[str, tuple],
+            timer: Timer | None = None) -> autotune.Verdict:
+    """Time the candidate settings of `axes` on copies of `model` (which is left untouched), cached per machine."""
+    what = {"kind": "train", "model": cfg.model, "config": dataclasses.asdict(cfg.model_config),
+            "batch": cfg.train.batch_size, "crop": cfg.data.crop_size, "axes": axes}
+    key = autotune.machine_key(device, what)
+    best = [float("inf")]
+
+    def seconds(setting: autotune.Setting) -> float:
+        speed = Speed(**setting)
+        step, close_enough = training_step(cfg, model, device, speed)
+        if not close_enough:
+            return float("inf")
+        if timer is not None:
+            result = timer(setting, step)
+        else:
+            result = autotune.best_of(step, device, reps=2, give_up_after=3 * best[0])
+        best[0] = min(best[0], result)
+        return result
+
+    with preserved_random_state(device):
+        return autotune.tune_cached(key, axes, seconds, budget=tuning_budget)
+
+
+def training_step(cfg: RunConfig, model: Model, device: torch.device, speed: Speed,
+                  ) -> tuple[Callable[[], None], bool]:
+    """One training step's forward and backward on a copy of `model` set up as `speed` says, on a batch of the
+    run's shape; and whether its generator matches fp32 within PRECISION_TOLERANCE."""
+    net = copy.deepcopy(model)
+    apply(net, speed)
+    net.to(device, memory_format=speed.memory_format).train()
+    batch = synthetic_batch(cfg, model, device, speed.memory_format)
+    dtype = DTYPES[speed.precision]
+    updates = net.updates()
+    parameters = [p for u in updates for p in u.parameters]
+
+    def step() -> None:
+        with autocast(device, dtype):
+            fakes = net.generate(batch)
+        for update in updates:
+            with autocast(device, dtype):
+                loss = update.loss(batch, fakes)["loss"]
+            loss.backward()
+        for p in parameters:
+            p.grad = None
+
+    return step, dtype == torch.float32 or matches_fp32(net, batch, device, dtype)
+
+
+def matches_fp32(model: Model, batch: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `model`'s first generator gives fp32's output under `dtype` autocast, within PRECISION_TOLERANCE."""
+    name = next(iter(model.generators().values()))
+    generator = model.networks()[name]
+    source = next(iter(batch.values()))
+    was_training = generator.training
+    generator.eval()  # no dropout: the two passes see the same network
+    with torch.no_grad():
+        exact = generator(source).float()
+        with autocast(device, dtype):
+            lower = generator(source).float()
+    generator.train(was_training)
+    return (exact - lower).abs().mean().item() * 127.5 <= PRECISION_TOLERANCE
+
+
+def synthetic_batch(cfg: RunConfig, model: Model, device: torch.device,
+                    memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
+    """Random images of the run's batch size, crop and channels, keyed as the model's data kind is."""
+    spec = model.data_spec()
+    cin, cout = spec.channels
+    keys = ("input", "target") if spec.kind == "paired" else ("A", "B")
+    n, size = cfg.train.batch_size, cfg.data.crop_size
+    seeded = torch.Generator().manual_seed(0)
+    return {key: (torch.rand(n, c, size, size, generator=seeded) * 2 - 1).to(device, memory_format=memory_format)
+            for key, c in zip(keys, (cin, cout), strict=True)}
+
+
+@contextmanager
+def preserved_random_state(device: torch.device) -> Iterator[None]:
+    """Restore torch's (CPU and CUDA), Python's and NumPy's random streams on exit."""
+    saved = (torch.get_rng_state(), random.getstate(), np.random.get_state(),
+             torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
+    try:
+        yield
+    finally:
+        cpu, python, numpy, cuda = saved
+        torch.set_rng_state(cpu)
+        random.setstate(python)
+        np.random.set_state(numpy)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def summary(verdict: autotune.Verdict, axes: dict[str, tuple], notes: Sequence[str] = ()) -> str:
+    """One line: what was chosen, then how the others compared ('fp32, ...; bf16 1.90x slower')."""
+    def label(name: str, value: Any) -> str:
+        if name == "precision":
+            return str(value)
+        return f"{name.replace('_', ' ')} {'on' if value else 'off'}"
+
+    chosen = ", ".join(label(k, v) for k, v in verdict.chosen.items() if len(axes[k]) > 1) or "nothing to choose"
+    compared = verdict.explain({k: v for k, v in axes.items() if len(v) > 1}, label) + list(notes)
+    where = "cached verdict" if verdict.cached else f"measured in {verdict.tuning_seconds:.1f} s"
+    return f"{chosen}" + (f"; {', '.join(compared)} here" if compared else "") + f" ({where})"

@@ -1,0 +1,177 @@
+"""Speed chosen by measurement (i2i/runtime/autotune.py, i2i/training/speed.py): a timer injected in place of the
+clock makes a candidate slow or fast and `auto` follows; the cache is used and invalidated; typed options are not
+measured; processes under DDP take rank 0's verdict; a measured run trains exactly like the same settings typed."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import i2i.runtime.autotune as autotune
+from helpers import same_weights, tiny_config
+from i2i.models import build_model
+from i2i.training import speed
+from i2i.training.distributed import Group
+from i2i.training.trainer import train
+
+
+@pytest.fixture(autouse=True)
+def measuring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Measuring on (conftest turns it off for every other test), a cache of this test's own, bf16 worth trying."""
+    monkeypatch.setenv("I2I_AUTOTUNE", "on")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(speed, "bf16_matmul_ratio", lambda device: 1.0)
+
+
+class FakeTimer:
+    """Seconds per step by setting: 1 s, times the factor of each option named in `factors`; runs each step once
+    (so every candidate is really built and stepped) and counts the settings it was asked for."""
+
+    def __init__(self, **factors: float) -> None:
+        self.factors, self.calls = factors, []
+
+    def __call__(self, setting: dict, step) -> float:
+        step()
+        self.calls.append(dict(setting))
+        seconds = 1.0
+        for name, value in setting.items():
+            seconds *= self.factors.get(f"{name}={value}", 1.0)
+        return seconds
+
+
+def choose(cfg, timer, group: Group | None = None):
+    return speed.choose(cfg, build_model(cfg), torch.device("cpu"), group or Group(), timer=timer)
+
+
+def auto_config(paired_root: Path, tmp_path: Path, **train):
+    return tiny_config(paired_root, tmp_path / "runs", **{"precision": "auto", **train})
+
+
+def test_auto_follows_the_timer_where_bf16_is_slow_and_where_it_is_fast(paired_root: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = auto_config(paired_root, tmp_path)
+    slow, record = choose(cfg, FakeTimer(**{"precision=bf16": 1.9}))
+    assert slow.precision == "fp32" and "bf16 1.90x slower" in record["summary"]
+    monkeypatch.setenv("I2I_AUTOTUNE", "fresh")  # measure again rather than read the cache
+    fast, record = choose(cfg, FakeTimer(**{"precision=bf16": 0.5, "gemm_convolutions=False": 0.8}))
+    assert fast.precision == "bf16" and fast.gemm_convolutions is False
+    assert record["chosen"] == {"precision": "bf16", "channels_last": False, "gemm_convolutions": False,
+                                "one_pass_batchnorm": True}
+    assert "fp32 2.00x slower" in record["summary"]
+
+
+def test_a_lower_precision_that_changes_the_output_is_not_chosen(paired_root: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed, "PRECISION_TOLERANCE", -1.0)  # any difference at all is too much
+    chosen, _ = choose(auto_config(paired_root, tmp_path), FakeTimer(**{"precision=bf16": 0.1}))
+    assert chosen.precision == "fp32"
+
+
+def test_the_verdict_is_cached_and_measured_again_for_another_torch_device_or_shape(
+        paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = auto_config(paired_root, tmp_path)
+    first = FakeTimer(**{"precision=bf16": 0.5})
+    _, record = choose(cfg, first)
+    assert first.calls and not record["cached"]
+    again = FakeTimer()  # would pick fp32: a cached bf16 proves the cache was used
+    chosen, record = choose(cfg, again)
+    assert again.calls == [] and record["cached"] and chosen.precision == "bf16"
+    assert autotune.cache_file() == tmp_path / "cache" / "i2i" / "autotune.json"
+    assert len(json.loads(autotune.cache_file().read_text())) == 1
+
+    def measured(cfg, *patches: tuple) -> bool:
+        timer = FakeTimer()
+        with monkeypatch.context() as m:
+            for target, name, value in patches:
+                m.setattr(target, name, value)
+            choose(cfg, timer)
+        return bool(timer.calls)
+
+    assert measured(cfg, (torch, "__version__", "9.9.9"))
+    assert measured(cfg, (autotune, "device_name", lambda device: "Another CPU"))
+    assert measured(auto_config(paired_root, tmp_path, batch_size=2))  # another shape
+    assert not measured(cfg)  # the first verdict is still there
+
+
+def test_typed_options_are_not_measured(paired_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(paired_root, tmp_path / "runs", precision="bf16", channels_last=False, gemm_convolutions=False,
+                      one_pass_batchnorm=True)
+    timer = FakeTimer()
+    chosen, record = choose(cfg, timer)
+    assert timer.calls == [] and record is None
+    assert chosen == speed.Speed("bf16", False, False, True)
+    partly = tiny_config(paired_root, tmp_path / "runs", precision="fp32", channels_last=True)
+    timer = FakeTimer()
+    choose(partly, timer)
+    assert timer.calls and all(c["precision"] == "fp32" and c["channels_last"] for c in timer.calls)
+
+
+def test_measuring_off_falls_back_to_the_fixed_rules(paired_root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_AUTOTUNE", "off")
+    timer = FakeTimer()
+    chosen, record = choose(auto_config(paired_root, tmp_path), timer)
+    assert timer.calls == [] and record is None and chosen.gemm_convolutions and chosen.one_pass_batchnorm
+
+
+def test_the_budget_stops_measuring_after_the_baseline() -> None:
+    timed = []
+    verdict = autotune.tune({"a": (1, 2, 3), "b": (True, False)}, lambda s: timed.append(s) or 1.0,
+                            budget=lambda baseline: -1.0)
+    assert timed == [{"a": 1, "b": True}] and verdict.chosen == {"a": 1, "b": True}
+    timed.clear()
+    verdict = autotune.tune({"a": (1, 2, 3), "b": (True, False)}, lambda s: timed.append(s) or 3.0 - s["a"],
+                            budget=lambda baseline: 60.0)
+    assert verdict.chosen == {"a": 3, "b": True} and len(timed) == 4  # each option once, the best kept
+
+
+def _rank(rank: int, store: str, root: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        os.environ["XDG_CACHE_HOME"] = os.path.join(out, f"cache{rank}")  # no shared cache to agree through
+        speed.bf16_matmul_ratio = lambda device: 1.0
+        cfg = tiny_config(Path(root), Path(out) / "runs", precision="auto")
+        # each process would choose differently by its own timing: rank 0 bf16, rank 1 fp32
+        timer = FakeTimer(**{"precision=bf16": 0.5 if rank == 0 else 2.0})
+        chosen, record = choose(cfg, timer, Group(rank=rank, world=2, local_rank=rank, local_world=2,
+                                                  backend="gloo"))
+        Path(out, f"rank{rank}.json").write_text(json.dumps({"precision": chosen.precision, "timed": len(timer.calls),
+                                                             "record": record}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_under_ddp_take_rank_0s_verdict(paired_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    tests = str(Path(__file__).parent)  # the spawned processes import this module and helpers.py
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
+    with tempfile.NamedTemporaryFile(dir=tmp_path) as store:
+        mp.spawn(_rank, args=(store.name + ".store", str(paired_root), str(tmp_path)), nprocs=2)
+    zero, one = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert zero["precision"] == one["precision"] == "bf16"
+    assert zero["timed"] > 0 and one["timed"] == 0 and zero["record"] == one["record"]
+
+
+def test_a_measured_run_records_its_choice_resumes_with_it_and_trains_as_the_same_choice_typed(
+        paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = train(auto_config(paired_root, tmp_path, name="auto", max_steps=2), progress=False)
+    saved = json.loads((summary.run_dir / "config.json").read_text())["train"]
+    chosen = saved["speed"]["chosen"]
+    assert saved["precision"] == "auto" and chosen["precision"] in ("fp32", "bf16")
+    assert json.loads((summary.run_dir / "timings.json").read_text())["speed"] == saved["speed"]["summary"]
+
+    typed = train(tiny_config(paired_root, tmp_path / "runs", name="typed", max_steps=2, **chosen), progress=False)
+    assert same_weights(summary.checkpoint, typed.checkpoint)  # measuring left the random streams alone
+
+    monkeypatch.setattr(autotune, "tune", lambda *a, **k: pytest.fail("a resumed run measured again"))
+    autotune.cache_file().unlink()  # the run's own record is what resume uses
+    resumed = train(auto_config(paired_root, tmp_path, name="auto", max_steps=4), resume=True, progress=False)
+    assert resumed.steps == 4
+    assert json.loads((resumed.run_dir / "config.json").read_text())["train"]["speed"]["chosen"] == chosen
