@@ -119,7 +119,8 @@ NOT_RUN = [
     (r"\btorchrun\b", "several processes, GPUs or machines: tests/test_distributed.py launches torchrun (gloo)"),
     (r"\bi2i serve\b", "a web server that runs until Ctrl-C: tests/test_serve.py drives the page"),
     (r"^(python|\.venv/bin/python) scripts/bench", "a benchmark: minutes of training on real data"),
-    (r"\$COMMON|^COMMON=|\.\./shared/data", "the benchmark's runs on the real photographs, minutes each"),
+    (r"\$COMMON|^COMMON=|\.\./shared/data|\bs2w_128\b", "the benchmark's runs on the real photographs, minutes "
+                                                         "each"),
     (r"^(trap|wait|if |\[ )|&\s*pid=", "the SLURM batch script (sbatch, scontrol); tests/test_signals.py checks "
                                        "the SIGUSR1 stop and its status 138"),
 ]
