@@ -1,6 +1,7 @@
-"""Speed chosen by measurement (i2i/runtime/autotune.py, i2i/training/speed.py): a timer injected in place of the
-clock makes a candidate slow or fast and `auto` follows; the cache is used and invalidated; typed options are not
-measured; processes under DDP take rank 0's verdict; a measured run trains exactly like the same settings typed."""
+"""Speed chosen by measurement (runtime/autotune.py, training/speed.py, translation/speed.py): a timer injected in
+place of the clock makes a candidate slow or fast and `auto` follows; the cache is used and invalidated; typed
+options are not measured; processes under DDP take rank 0's verdict; a measured run trains exactly like the same
+settings typed; `i2i bench` reports the machine."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import i2i.runtime.autotune as autotune
-from helpers import same_weights, tiny_config
-from i2i.models import build_model
+from helpers import cli, same_weights, tiny_config
+from i2i.config import DataConfig, RunConfig
+from i2i.models import Pix2PixConfig, build_model
+from i2i.nets import GeneratorConfig, build_generator
 from i2i.training import speed
 from i2i.training.distributed import Group
 from i2i.training.trainer import train
+from i2i.translation import speed as translation_speed
+from i2i.translation.translator import Translator
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +33,7 @@ def measuring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Measuring on (conftest turns it off for every other test), a cache of this test's own, bf16 worth trying."""
     monkeypatch.setenv("I2I_AUTOTUNE", "on")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(speed, "bf16_matmul_ratio", lambda device: 1.0)
+    monkeypatch.setattr(autotune, "bf16_slowdown", lambda device: 1.0)
 
 
 class FakeTimer:
@@ -136,7 +142,7 @@ def _rank(rank: int, store: str, root: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         os.environ["XDG_CACHE_HOME"] = os.path.join(out, f"cache{rank}")  # no shared cache to agree through
-        speed.bf16_matmul_ratio = lambda device: 1.0
+        autotune.bf16_slowdown = lambda device: 1.0
         cfg = tiny_config(Path(root), Path(out) / "runs", precision="auto")
         # each process would choose differently by its own timing: rank 0 bf16, rank 1 fp32
         timer = FakeTimer(**{"precision=bf16": 0.5 if rank == 0 else 2.0})
@@ -175,3 +181,81 @@ def test_a_measured_run_records_its_choice_resumes_with_it_and_trains_as_the_sam
     resumed = train(auto_config(paired_root, tmp_path, name="auto", max_steps=4), resume=True, progress=False)
     assert resumed.steps == 4
     assert json.loads((resumed.run_dir / "config.json").read_text())["train"]["speed"]["chosen"] == chosen
+
+
+# ------------------------------------------------------------------------------------------------ translation
+
+
+def tiny_generator() -> tuple[torch.nn.Module, GeneratorConfig]:
+    gen_cfg = GeneratorConfig(name="unet_64", base_channels=4, dropout=False)
+    torch.manual_seed(0)
+    return build_generator(gen_cfg).eval(), gen_cfg
+
+
+def test_translation_takes_the_fastest_batch_and_precision_the_timer_shows_and_caches_them() -> None:
+    net, _ = tiny_generator()
+    timer = FakeTimer(**{"batch_size=4": 0.5 * 4 / 8, "batch_size=1": 1.0 / 8, "precision=bf16": 0.5})
+    chosen = translation_speed.choose(net, torch.device("cpu"), 3, 64, timer=timer)
+    # seconds per image: batch 8 1/8, batch 1 1/8 (no gain), batch 4 0.5/8 (2x faster); bf16 halves again
+    assert (chosen.batch_size, chosen.precision) == (4, "bf16")
+    assert chosen.summary.startswith("bf16, batch 4; fp32 2.00x slower") and "measured in" in chosen.summary
+    again = translation_speed.choose(net, torch.device("cpu"), 3, 64, timer=FakeTimer())
+    assert (again.batch_size, again.precision) == (4, "bf16") and "cached verdict" in again.summary
+
+
+def test_translation_times_only_what_was_left_to_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, _ = tiny_generator()
+    timer = FakeTimer(**{"precision=bf16": 0.5})
+    chosen = translation_speed.choose(net, torch.device("cpu"), 3, 64, precision="fp32", timer=timer)
+    assert chosen.precision == "fp32" and {c["precision"] for c in timer.calls} == {"fp32"}
+    typed = translation_speed.choose(net, torch.device("cpu"), 3, 64, precision="fp32", batch_size=2,
+                                     timer=FakeTimer())
+    assert (typed.precision, typed.batch_size, typed.summary) == ("fp32", 2, "")
+    monkeypatch.setenv("I2I_AUTOTUNE", "off")
+    rules = translation_speed.choose(net, torch.device("cpu"), 3, 64, timer=FakeTimer())
+    assert (rules.batch_size, rules.summary) == (8, "")
+
+
+def test_an_out_of_memory_batch_is_skipped_not_fatal() -> None:
+    def measure(setting: dict) -> float:
+        if setting["batch"] == 64:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return 1.0 / setting["batch"]
+
+    verdict = autotune.tune({"batch": (8, 64, 16)}, measure, budget=lambda baseline: 60.0)
+    assert verdict.chosen == {"batch": 16}
+    assert "batch 64 not usable (out of memory)" in verdict.explain({"batch": (8, 64, 16)}, lambda k, v: f"{k} {v}")
+
+
+def test_a_translator_left_to_auto_uses_and_reports_the_measured_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, gen_cfg = tiny_generator()
+    real = translation_speed.choose
+    monkeypatch.setattr(translation_speed, "choose",
+                        lambda *a, **k: real(*a, **k, timer=FakeTimer(**{"batch_size=16": 0.5})))
+    cfg = RunConfig("pix2pix", Pix2PixConfig(), DataConfig(crop_size=64))
+    translator = Translator(net, gen_cfg, cfg, "AtoB", torch.device("cpu"))
+    assert translator.batch_size == 16 and "batch 16" in translator.speed.summary
+    out = translator.translate_arrays([np.zeros((64, 64, 3), np.uint8)] * 3)
+    assert len(out) == 3 and out[0].shape == (64, 64, 3)
+
+
+def test_translation_measured_for_real_picks_among_the_candidates() -> None:
+    net, _ = tiny_generator()
+    chosen = translation_speed.choose(net, torch.device("cpu"), 3, 64)
+    assert chosen.precision in ("fp32", "bf16") and chosen.batch_size in translation_speed.BATCHES["cpu"]
+    assert "measured in" in chosen.summary
+
+
+def test_bench_reports_the_machine_the_peaks_and_a_row_per_thing_timed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_AUTOTUNE", "off")  # the rows at the fixed rules: measuring is tested above
+    report = tmp_path / "bench.json"
+    result = cli("bench", "--what", "translate", "--size", "256", "--steps", "1", "--json", report)
+    assert result.exit_code == 0, result.output
+    saved = json.loads(report.read_text())
+    assert saved["machine"]["device"] == "cpu" and saved["machine"]["threads"] >= 1
+    assert saved["matmul_peak_gflop_per_s"]["fp32"] > 0
+    (row,) = saved["results"]
+    assert row["what"] == "unet_256 translate" and row["per_s"] > 0 and row["gflop"] > 0
+    assert "unet_256 translate" in result.output
+    assert cli("bench", "--size", "100").exit_code == 2  # the unet_256 generator needs a multiple of 256

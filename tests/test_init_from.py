@@ -97,12 +97,12 @@ def test_starts_from_a_run_dir_a_checkpoint_folder_or_one_file(
         assert equal(trainer.model.D, scratch.model.D.state_dict())
         assert not equal(trainer.model.D, p2p.ckpt / "D.safetensors")
         assert "D is not in the source: initialised as usual (normal)" in err
-        assert cfg.train.init_from_sha256 == hashlib.sha256(given.read_bytes()).hexdigest()
+        assert trainer.cfg.train.init_from_sha256 == hashlib.sha256(given.read_bytes()).hexdigest()
     else:
         assert equal(trainer.model.D, p2p.ckpt / "D.safetensors")
         assert "init: D <- D.safetensors" in err
-        assert cfg.train.init_from_sha256 == sha256sum_listing(p2p.ckpt)
-    assert cfg.train.init_from == str(given if kind == "file" else p2p.ckpt)  # the checkpoint actually used
+        assert trainer.cfg.train.init_from_sha256 == sha256sum_listing(p2p.ckpt)
+    assert trainer.cfg.train.init_from == str(given if kind == "file" else p2p.ckpt)  # the checkpoint actually used
     assert not (tmp_path / "runs").exists()  # setting up (and loading) writes nothing
 
 

@@ -118,6 +118,7 @@ NOT_RUN = [
     (r"^scripts/download_dataset\.sh", "downloads the datasets; datasets/NAME are tiny generated sets here"),
     (r"\btorchrun\b", "several processes, GPUs or machines: tests/test_distributed.py launches torchrun (gloo)"),
     (r"\bi2i serve\b", "a web server that runs until Ctrl-C: tests/test_serve.py drives the page"),
+    (r"\bi2i bench\b", "a benchmark of the paper's networks at 256²: tests/test_autotune.py runs it at 256², one row"),
     (r"^(python|\.venv/bin/python) scripts/bench", "a benchmark: minutes of training on real data"),
     (r"\$COMMON|^COMMON=|\.\./shared/data|\bs2w_128\b", "the benchmark's runs on the real photographs, minutes "
                                                          "each"),

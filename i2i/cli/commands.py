@@ -8,6 +8,7 @@ error that stopped the command, 2 a usage error (click), 3 some inputs could not
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -57,7 +58,7 @@ Examples:
 @click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
               help="Which generator of a CycleGAN run [default: the run's only one].")
 @click.option("--batch-size", type=POSITIVE, default=None,
-              help="Same-size images per batch [default: 8 on the CPU, 32 on a GPU].")
+              help="Same-size images per batch [default: the fastest, timed on this machine].")
 @click.option("--side", type=click.Choice(SIDES), default=None,
               help="Side-by-side A|B inputs (the pix2pix training layout): translate only the left (A) or right "
                    "(B) half of each [default: the whole image; a warning when inputs look like A|B pairs].")
@@ -78,8 +79,8 @@ Examples:
               help="Keep dropout on (the paper's stochastic outputs).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="auto: bf16 on CPUs with native bf16 (~0.2 grey levels from fp32); on a GPU fp32 (TF32) below "
-                   "batch 8, bf16 from there on; else fp32. fp32 gives exact outputs.")
+              help="auto: the fastest, timed on this machine, among those within 3 grey levels of fp32's output "
+                   "(bf16 where it is native and wins). fp32 gives exact outputs.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the generator's EMA weights when the checkpoint has them (--ema-decay runs).")
@@ -118,6 +119,8 @@ def translate(checkpoint: Path, input_path: Path, output: Path, **opts) -> None:
                 keep_dropout=opts["keep_dropout"], size_mode=opts["size_mode"], tile=opts["tile"],
                 tile_overlap=opts["tile_overlap"], batch_size=opts["batch_size"], ema=opts["ema"],
                 side=opts["side"])
+            if translator.speed.summary and group.main:
+                click.echo(f"speed (auto, timed on this machine): {translator.speed.summary}", err=True)
             hint = None if opts["side"] else looks_side_by_side(input_path, translator.cfg.data.preprocess)
             if hint and group.main:
                 click.echo(hint, err=True)
@@ -269,6 +272,36 @@ def report_command(run_dir: Path) -> None:
     from i2i.training.report import build_report
 
     click.echo(f"wrote {build_report(run_dir)}")
+
+
+BENCH_WHAT = ("pix2pix", "cyclegan", "cut", "translate")
+
+
+@main.command("bench", epilog="""\b
+Examples:
+  i2i bench                                  # every model at 256², as a run would choose its settings
+  i2i bench --what pix2pix --what translate --size 128 --json bench.json
+""")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--what", type=click.Choice(BENCH_WHAT), multiple=True,
+              help="What to time (repeatable) [default: all of them].")
+@click.option("--size", type=click.IntRange(min=64), default=256, show_default=True,
+              help="Image size (square) of every step; a multiple of 256 suits every generator.")
+@click.option("--steps", type=POSITIVE, default=3, show_default=True, help="Timed steps per row, after one warm-up.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report here (for bug reports).")
+def bench_command(device: str, what: tuple[str, ...], size: int, steps: int, json_out: Path | None) -> None:
+    """This machine: the device, matmul peaks per dtype, what auto picks for training and translation and why
+    (timed here, then cached as a run would), and steps/s and images/s at those choices."""
+    from i2i.bench import run
+    from i2i.data.io import atomic_write_bytes
+
+    if size % 256 and any(w in what or not what for w in ("pix2pix", "translate")):
+        raise click.BadParameter(f"{size}: the unet_256 generator needs a multiple of 256", param_hint="--size")
+    report = run(device, what or BENCH_WHAT, size, steps, print_line=click.echo)
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps(report, indent=2, default=str) + "\n").encode())
+        click.echo(f"wrote {json_out}")
 
 
 @main.command(epilog="""\b

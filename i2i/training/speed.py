@@ -30,7 +30,6 @@ from i2i.runtime.devices import DTYPES, autocast, resolve_precision
 from i2i.training.distributed import Group
 
 PRECISION_TOLERANCE = 3.0  # grey levels (of 255): the mean |output - fp32 output| a lower precision may differ by
-BF16_PROBE_SLOWER = 2.0  # bf16 matmuls this many times slower than fp32 (emulated bf16): not even tried
 Timer = Callable[[autotune.Setting, Callable[[], None]], float]  # (setting, one step) -> seconds per step
 
 
@@ -73,8 +72,8 @@ def choose(cfg: RunConfig, model: Model, device: torch.device, group: Group, syn
     t = cfg.train
     slow_bf16 = None
     if t.precision == "auto" and device.type == "cpu" and autotune.mode() != "off":
-        ratio = bf16_matmul_ratio(device)
-        slow_bf16 = ratio if ratio >= BF16_PROBE_SLOWER else None
+        ratio = autotune.bf16_slowdown(device)
+        slow_bf16 = ratio if ratio >= autotune.BF16_NOT_NATIVE else None
     axes = candidate_axes(cfg, model, device, sync_bn=sync_bn and group.active, skip_bf16=slow_bf16 is not None)
     if all(len(options) == 1 for options in axes.values()):
         return Speed(**{k: v[0] for k, v in axes.items()}), None
@@ -96,12 +95,6 @@ def choose(cfg: RunConfig, model: Model, device: torch.device, group: Group, syn
                          "timings": [timed | {"seconds": round(timed["seconds"], 4)} for timed in verdict.timings]}
     record = group.gather(record)[0]  # rank 0's verdict, on every process
     return Speed(**{k: record["chosen"][k] for k in axes}), record
-
-
-def bf16_matmul_ratio(device: torch.device) -> float:
-    """How many times slower a bf16 matmul is than an fp32 one here (a probe of a few milliseconds)."""
-    fp32, bf16 = (autotune.matmul_seconds(DTYPES[p], device) for p in ("fp32", "bf16"))
-    return bf16 / fp32
 
 
 def candidate_axes(cfg: RunConfig, model: Model, device: torch.device, sync_bn: bool = False,
@@ -238,7 +231,4 @@ def summary(verdict: autotune.Verdict, axes: dict[str, tuple], notes: Sequence[s
             return str(value)
         return f"{name.replace('_', ' ')} {'on' if value else 'off'}"
 
-    chosen = ", ".join(label(k, v) for k, v in verdict.chosen.items() if len(axes[k]) > 1) or "nothing to choose"
-    compared = verdict.explain({k: v for k, v in axes.items() if len(v) > 1}, label) + list(notes)
-    where = "cached verdict" if verdict.cached else f"measured in {verdict.tuning_seconds:.1f} s"
-    return f"{chosen}" + (f"; {', '.join(compared)} here" if compared else "") + f" ({where})"
+    return verdict.summary(axes, label, notes)

@@ -32,8 +32,8 @@ from i2i.models.ema import EMA_SUFFIX
 from i2i.nets import GeneratorConfig
 from i2i.nets.fast import gemm_convolutions
 from i2i.nets.layers import per_image_norm
-from i2i.runtime.devices import DTYPES, autocast, default_batch_size, pick_device, resolve_precision
-from i2i.translation import folders, video, video_encode
+from i2i.runtime.devices import DTYPES, autocast, pick_device
+from i2i.translation import folders, speed, video, video_encode
 from i2i.translation.made_by import MadeBy
 from i2i.translation.sides import SIDES, half
 from i2i.translation.tree import DirSummary
@@ -161,9 +161,9 @@ class Translator:
     AUTO_TILE_PIXELS, or every image when `tile` is set, are translated in overlapping tiles blended
     with a raised-cosine window, so memory stays bounded. BatchNorm uses each image's own statistics
     (see nets.layers.PerImageBatchNorm), so outputs do not depend on batch mates; dropout is off unless
-    `keep_dropout=True` (the paper's stochastic outputs). `precision="auto"` picks by device and batch size
-    like training (devices.resolve_precision: bf16 on CPUs with native bf16, ~0.2 grey levels from fp32);
-    pass "fp32" for exact outputs. `batch_size` (default: devices.default_batch_size) applies to lists and folders.
+    `keep_dropout=True` (the paper's stochastic outputs). `precision="auto"` and `batch_size=None` are timed on
+    this machine (translation/speed.py: the fastest whose output is within 3 grey levels of fp32's, cached);
+    pass "fp32" for exact outputs. `batch_size` applies to lists and folders.
     `side="A"`/`"B"` translates only the left/right half of each input (side-by-side A|B files).
     """
 
@@ -178,13 +178,15 @@ class Translator:
         self.side = side  # "A"/"B": translate only that half of side-by-side A|B inputs (i2i.translation.sides)
         self.cfg, self.gen_cfg, self.direction, self.device = cfg, gen_cfg, direction, device
         self.data_spec = data_spec  # what the model trained on (evaluation picks paired or unpaired scores by it)
-        self.batch_size = batch_size or default_batch_size(device)  # for lists and folders
-        self.precision = resolve_precision(precision, device, self.batch_size)
+        if precision not in ("auto", *DTYPES):
+            raise ValueError(f"unknown precision {precision!r}; choose from auto, {', '.join(DTYPES)}")
+        self.net = per_image_norm(gemm_convolutions(generator)).to(device, torch.float32).eval()
+        # precision and batch size (for lists and folders): timed here when auto (translation/speed.py)
+        self.speed = speed.choose(self.net, device, gen_cfg.in_channels, cfg.data.crop_size, precision, batch_size)
+        self.precision, self.batch_size = self.speed.precision, self.speed.batch_size
         self.dtype = DTYPES[self.precision]
-        # bf16: the weights are cast once, not by autocast in every forward (translation 14 % faster on the CPU,
-        # measured; outputs within 0.3 grey levels of fp32, as autocast's). fp16 keeps autocast's fp32 islands.
-        self.weights_dtype = torch.bfloat16 if self.dtype == torch.bfloat16 else torch.float32
-        self.net = per_image_norm(gemm_convolutions(generator)).to(device, self.weights_dtype).eval()
+        self.weights_dtype = speed.weights_dtype(self.precision)
+        self.net = self.net.to(self.weights_dtype)
         if keep_dropout:
             for m in self.net.modules():
                 if isinstance(m, nn.Dropout):
