@@ -127,15 +127,81 @@ def test_measuring_off_falls_back_to_the_fixed_rules(paired_root: Path, tmp_path
     assert timer.calls == [] and record is None and chosen.gemm_convolutions and chosen.one_pass_batchnorm
 
 
-def test_the_budget_stops_measuring_after_the_baseline() -> None:
+def test_the_budget_stops_measuring_after_the_baseline_and_names_what_it_left() -> None:
     timed = []
-    verdict = autotune.tune({"a": (1, 2, 3), "b": (True, False)}, lambda s: timed.append(s) or 1.0,
-                            budget=lambda baseline: -1.0)
+    verdict = autotune.tune({"a": (1, 2, 3), "b": (True, False)}, lambda s: timed.append(s) or 1.0, budget=-1.0)
     assert timed == [{"a": 1, "b": True}] and verdict.chosen == {"a": 1, "b": True}
+    assert len(verdict.untimed) == 3
+    line = verdict.summary({"a": (1, 2, 3), "b": (True, False)}, lambda k, v: f"{k} {v}")
+    assert "a 2, a 3, b False not timed (the -1 s budget was spent)" in line
     timed.clear()
     verdict = autotune.tune({"a": (1, 2, 3), "b": (True, False)}, lambda s: timed.append(s) or 3.0 - s["a"],
-                            budget=lambda baseline: 60.0)
-    assert verdict.chosen == {"a": 3, "b": True} and len(timed) == 4  # each option once, the best kept
+                            budget=60.0)
+    assert verdict.chosen == {"a": 3, "b": True} and len(timed) == 4 and not verdict.untimed  # each option once
+
+
+def test_the_budget_predicts_each_setting_from_the_best_so_far_and_its_relative_cost() -> None:
+    import time
+
+    def measure(setting: dict) -> float:
+        time.sleep(0.05 * setting["batch"])  # what timing a batch really costs: its size
+        return 1.0
+    # the baseline (batch 2) takes 0.1 s: batch 1 (0.05 s predicted) fits in the 0.25 s, batch 16 (0.8 s) does not
+    verdict = autotune.tune({"batch": (2, 16, 1)}, measure, budget=0.25, relative_cost=lambda s: s["batch"])
+    assert [t["setting"]["batch"] for t in verdict.timings] == [2, 1] and verdict.untimed == [{"batch": 16}]
+
+
+def test_once_a_cheaper_setting_wins_the_budget_is_predicted_from_it() -> None:
+    import time
+
+    def measure(setting: dict) -> float:
+        time.sleep(0.3 if setting["a"] == 1 else 0.01)  # the slow baseline is also slow to time
+        return 1.0 if setting["a"] == 1 else 0.5
+    # predicted from the baseline (0.3 s each) only one of b's five options would fit in 0.62 s; from a=2's 0.01 s
+    # all of them do
+    verdict = autotune.tune({"a": (1, 2), "b": (0, 1, 2, 3, 4, 5)}, measure, budget=0.62)
+    assert verdict.untimed == [] and len(verdict.timings) == 7 and verdict.chosen == {"a": 2, "b": 0}
+
+
+def test_a_budget_of_zero_seconds_times_the_baseline_only(paired_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_AUTOTUNE_SECONDS", "0")
+    timer = FakeTimer(**{"precision=bf16": 0.5})
+    chosen, record = choose(auto_config(paired_root, tmp_path), timer)
+    assert timer.calls == [{"precision": "fp32", "gemm_convolutions": True, "one_pass_batchnorm": True,
+                            "channels_last": False}]
+    assert chosen.precision == "fp32" and "bf16, gemm convolutions off" in record["summary"]
+    assert "not timed (the 0 s budget was spent)" in record["summary"]
+
+
+def test_a_step_too_slow_for_the_budget_is_timed_at_a_smaller_crop(tmp_path: Path) -> None:
+    from helpers import write_unpaired
+    from i2i.models import CycleGANConfig
+    from i2i.nets import DiscriminatorConfig
+
+    g = GeneratorConfig(name="resnet_6blocks", base_channels=4)
+    d = DiscriminatorConfig(in_channels=3, base_channels=4)
+    cfg = RunConfig("cyclegan", CycleGANConfig(g_ab=g, g_ba=g, d_a=d, d_b=d),
+                    DataConfig(root=str(write_unpaired(tmp_path / "data")), crop_size=256),
+                    tiny_config(tmp_path, tmp_path / "runs", precision="auto").train)
+    model = build_model(cfg)
+    assert speed.proxy_crops(cfg, model) == [256, 128, 64]
+    shapes = []
+
+    def timer(setting: dict, step) -> float:  # one step at 64x64 "takes" 1 s: 2.5 s per setting even there
+        import torch.nn.functional as F
+        real = F.conv2d
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(F, "conv2d", lambda x, *a, **k: shapes.append(x.shape[-1]) or real(x, *a, **k))
+            step()
+        return 1.0
+
+    _, record = speed.choose(cfg, model, torch.device("cpu"), Group(), timer=timer)
+    assert shapes and max(shapes) < 128  # the 64x64 proxy (70 after the stem's reflection padding), never 256
+    assert "timed at 64x64, a proxy of the run's 256x256" in record["summary"]
+    unet = tiny_config(tmp_path, tmp_path / "runs")
+    unet.data.crop_size, unet.model_config.generator.name = 256, "unet_128"
+    assert speed.proxy_crops(unet, build_model(unet)) == [256, 128]  # unet_128: H and W multiples of 128
 
 
 def _rank(rank: int, store: str, root: str, out: str) -> None:
@@ -222,7 +288,7 @@ def test_an_out_of_memory_batch_is_skipped_not_fatal() -> None:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return 1.0 / setting["batch"]
 
-    verdict = autotune.tune({"batch": (8, 64, 16)}, measure, budget=lambda baseline: 60.0)
+    verdict = autotune.tune({"batch": (8, 64, 16)}, measure, budget=60.0)
     assert verdict.chosen == {"batch": 16}
     assert "batch 64 not usable (out of memory)" in verdict.explain({"batch": (8, 64, 16)}, lambda k, v: f"{k} {v}")
 

@@ -87,7 +87,9 @@ def assert_same_losses(one: list[dict], two: list[dict]) -> None:
     for a, b in zip(one, two, strict=True):
         losses = [k for k in a if k not in ("step", "epoch", "images_per_s")]
         assert losses == [k for k in b if k not in ("step", "epoch", "images_per_s")]
-        np.testing.assert_allclose([b[k] for k in losses], [a[k] for k in losses], rtol=2e-5,
+        # atol: a loss near 0 (CUT's D_fake reaches 1e-4) differs in its last bits by summation order, which
+        # varies by CPU kind (7.7e-9, 8e-5 of itself, on an AVX-512 Xeon); the losses are of order 1
+        np.testing.assert_allclose([b[k] for k in losses], [a[k] for k in losses], rtol=2e-5, atol=1e-7,
                                    err_msg=f"step {a['step']}")
 
 
@@ -111,8 +113,11 @@ def assert_same_networks(one: Path, two: Path, every_tensor: bool) -> None:
         if name == "F":  # CUT's patch head takes lists of features; its weights are compared above
             continue
         x = torch.randn(2, next(net.parameters()).shape[1], 64, 64, generator=torch.Generator().manual_seed(0))
+        # every weight may differ by up to 1e-4 (above) and a network's output adds their effects up: CUT's G
+        # differs by up to 1.6e-4 on an AVX-512 Xeon (with the code before and after its PatchNCE sampling change)
         with torch.no_grad():
-            torch.testing.assert_close(models[1].networks()[name].eval()(x), net.eval()(x), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(models[1].networks()[name].eval()(x), net.eval()(x), atol=5e-4, rtol=1e-4,
+                                       msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.fixture(scope="module")

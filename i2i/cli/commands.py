@@ -296,6 +296,10 @@ def bench_command(device: str, what: tuple[str, ...], size: int, steps: int, jso
     from i2i.bench import run
     from i2i.data.io import atomic_write_bytes
 
+    if owns_process():  # time the steps as a run of the `i2i` command makes them
+        from i2i.runtime.process import tune_cpu_allocator
+
+        tune_cpu_allocator()
     if size % 256 and any(w in what or not what for w in ("pix2pix", "translate")):
         raise click.BadParameter(f"{size}: the unet_256 generator needs a multiple of 256", param_hint="--size")
     report = run(device, what or BENCH_WHAT, size, steps, print_line=click.echo)

@@ -195,7 +195,7 @@ class CUT(Model):
         key = tap_features(g, sources, self.layers)
         ids = [torch.randperm(k.shape[2] * k.shape[3], generator=self.rng)[: self.cfg.num_patches].to(k.device)
                for k in key]
-        pooled = self.F([torch.cat([k, q]) for k, q in zip(key, query, strict=True)], ids)
+        pooled = self.F(list(zip(key, query, strict=True)), ids)
         n = sources.shape[0]
         losses = [patch_nce_loss(both[both.shape[0] // 2:], both[: both.shape[0] // 2], n, self.cfg.nce_t,
                                  per_image=True) for both in pooled]

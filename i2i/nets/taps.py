@@ -60,12 +60,14 @@ class PatchMLP(nn.Module):
         self.mlps = nn.ModuleList(nn.Sequential(nn.Linear(c, width), nn.ReLU(), nn.Linear(width, width))
                                   for c in channels)
 
-    def forward(self, features: Sequence[torch.Tensor], patch_ids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per layer: the features at `patch_ids` (flat positions, the same for every image), projected and
-        normalised, as a (batch * patches) x width matrix, image by image."""
+    def forward(self, features: Sequence[Sequence[torch.Tensor]], patch_ids: Sequence[torch.Tensor],
+                ) -> list[torch.Tensor]:
+        """Per layer: the features at `patch_ids` (flat positions, the same for every image) of each of that
+        layer's feature maps (N x C x H x W each, stacked in order), projected and normalised, as a
+        (images * patches) x width matrix, image by image. The maps are sampled before they are stacked: a full
+        size copy of a 256x256 map costs more than the whole head."""
         out = []
-        for mlp, feat, ids in zip(self.mlps, features, patch_ids, strict=True):
-            flat = feat.permute(0, 2, 3, 1).flatten(1, 2)  # N x HW x C
-            sample = flat[:, ids, :].flatten(0, 1)
-            out.append(F.normalize(mlp(sample).float(), dim=1, eps=1e-7))
+        for mlp, maps, ids in zip(self.mlps, features, patch_ids, strict=True):
+            sample = torch.cat([m.flatten(2)[:, :, ids] for m in maps])  # images x C x patches
+            out.append(F.normalize(mlp(sample.transpose(1, 2).flatten(0, 1)).float(), dim=1, eps=1e-7))
         return out

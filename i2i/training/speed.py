@@ -3,8 +3,10 @@
 Every option left at `auto` (None) becomes an axis of candidates; each candidate setting is timed on a copy of the
 run's own freshly built networks, on a batch of the run's own shape (one forward + backward of every update, no
 optimizer step), and the fastest whose generator output matches fp32's within PRECISION_TOLERANCE is kept
-(i2i/runtime/autotune.py: coordinate descent, a bounded budget, a cached verdict). Options the user typed are
-used as typed and not measured; with I2I_AUTOTUNE=off the fixed rules below decide, as before measuring existed.
+(i2i/runtime/autotune.py: coordinate descent, a fixed budget, a cached verdict). Where one step at the run's crop
+is too slow for the budget (CycleGAN on a CPU), the candidates are timed at a smaller crop, the largest that
+fits, which the generator still accepts: a proxy that keeps the networks and the batch as they are. Options the
+user typed are used as typed and not measured; with I2I_AUTOTUNE=off the fixed rules below decide.
 The random streams of the process are left as they were, so a measured run trains exactly as a typed one.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,12 +35,7 @@ from i2i.training.distributed import Group
 PRECISION_TOLERANCE = 3.0  # grey levels (of 255): the mean |output - fp32 output| a lower precision may differ by
 Timer = Callable[[autotune.Setting, Callable[[], None]], float]  # (setting, one step) -> seconds per step
 
-
-
-
-def tuning_budget(baseline: float) -> float:
-    """Seconds measuring may take, given the baseline's seconds per step: about 25 steps, 5 s to 2 min."""
-    return min(120.0, max(5.0, 25 * baseline))
+SMALLEST_PROXY = 64  # the smallest crop timed in place of the run's (a PatchGAN still sees several patches)
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def candidate_axes(cfg: RunConfig, model: Model, device: torch.device, sync_bn: 
     def axis(typed: bool | None, when_auto: tuple) -> tuple:
         return (typed,) if typed is not None else when_auto
 
-    return {
+    axes = {
         "precision": precision,
         "channels_last": axis(t.channels_last, (True, False) if cuda else (False, True)),
         # the GEMM convolutions act on the CPU only; there they are the baseline (measured faster where written)
@@ -123,6 +121,11 @@ def candidate_axes(cfg: RunConfig, model: Model, device: torch.device, sync_bn: 
         # one-pass BatchNorm has nothing to do without BatchNorm, and synchronised BatchNorm (DDP) needs it
         "one_pass_batchnorm": axis(t.one_pass_batchnorm, (True, False) if has_batchnorm and not sync_bn else (True,)),
     }
+    # the order axes are timed in, the likeliest to pay first (the budget may not reach the last): channels last
+    # is a GPU layout (1.15x slower on the CPUs measured), the GEMM convolutions' payoff varies by CPU
+    order = (("precision", "channels_last", "one_pass_batchnorm", "gemm_convolutions") if cuda else
+             ("precision", "gemm_convolutions", "one_pass_batchnorm", "channels_last"))
+    return {name: axes[name] for name in order}
 
 
 def rules(cfg: RunConfig, device: torch.device, axes: dict[str, tuple]) -> Speed:
@@ -138,32 +141,70 @@ def measure(cfg: RunConfig, model: Model, device: torch.device, axes: dict[str, 
     what = {"kind": "train", "model": cfg.model, "config": dataclasses.asdict(cfg.model_config),
             "batch": cfg.train.batch_size, "crop": cfg.data.crop_size, "axes": axes}
     key = autotune.machine_key(device, what)
+    found = autotune.lookup(key, axes)
+    if found is not None:
+        return found
+    budget = autotune.budget_seconds(device)
+    baseline = {k: v[0] for k, v in axes.items()}
+    timed: dict[int, float] = {}  # crop -> the baseline's seconds per step there (the proxy probe's)
     best = [float("inf")]
 
-    def seconds(setting: autotune.Setting) -> float:
-        speed = Speed(**setting)
-        step, close_enough = training_step(cfg, model, device, speed)
+    def seconds_at(crop: int, setting: autotune.Setting) -> float:
+        if setting == baseline and crop in timed:
+            return timed[crop]
+        step, close_enough = training_step(cfg, model, device, Speed(**setting), crop)
         if not close_enough:
             return float("inf")
         if timer is not None:
             result = timer(setting, step)
         else:
-            result = autotune.best_of(step, device, reps=2, give_up_after=3 * best[0])
+            result = autotune.best_of(step, device, give_up_after=3 * best[0])
         best[0] = min(best[0], result)
         return result
 
     with preserved_random_state(device):
-        return autotune.tune_cached(key, axes, seconds, budget=tuning_budget)
+        started = time.perf_counter()
+        crop, notes, probe_cost = cfg.data.crop_size, [], 0.0
+        crops = proxy_crops(cfg, model)
+        settings = 1 + sum(len(options) - 1 for options in axes.values())
+        if len(crops) > 1:  # time the baseline at the smallest crop first: does the run's own fit?
+            smallest = crops[-1]
+            timed[smallest] = seconds_at(smallest, baseline)
+            probe_cost = time.perf_counter() - started
+            left = budget - probe_cost
+            # a setting costs its warm-up and two timed steps, building the copy about half a step more
+            crop = next((c for c in crops if timed[smallest] * (c / smallest) ** 2 * 3.5 * settings <= left),
+                        smallest)
+            if crop != cfg.data.crop_size:
+                notes = [f"timed at {crop}x{crop}, a proxy of the run's {cfg.data.crop_size}x{cfg.data.crop_size}"]
+            best[0] = timed.get(crop, float("inf"))
+        verdict = autotune.tune(axes, lambda setting: seconds_at(crop, setting),
+                                budget - (time.perf_counter() - started),
+                                setting_cost=probe_cost if crop in timed else None)
+        verdict.budget, verdict.notes, verdict.key = budget, notes, key
+        verdict.tuning_seconds = time.perf_counter() - started
+    autotune.store(key, verdict)
+    return verdict
 
 
-def training_step(cfg: RunConfig, model: Model, device: torch.device, speed: Speed,
+def proxy_crops(cfg: RunConfig, model: Model) -> list[int]:
+    """The run's crop, then its halves down to SMALLEST_PROXY that every generator accepts (largest first)."""
+    multiple = max(getattr(net, "size_multiple", 1) for name, net in model.networks().items()
+                   if name in model.generators().values())
+    crops = [cfg.data.crop_size]
+    while crops[-1] % 2 == 0 and crops[-1] // 2 >= SMALLEST_PROXY and (crops[-1] // 2) % multiple == 0:
+        crops.append(crops[-1] // 2)
+    return crops
+
+
+def training_step(cfg: RunConfig, model: Model, device: torch.device, speed: Speed, crop: int | None = None,
                   ) -> tuple[Callable[[], None], bool]:
     """One training step's forward and backward on a copy of `model` set up as `speed` says, on a batch of the
-    run's shape; and whether its generator matches fp32 within PRECISION_TOLERANCE."""
+    run's shape (or `crop`), and whether its generator matches fp32 within PRECISION_TOLERANCE."""
     net = copy.deepcopy(model)
     apply(net, speed)
     net.to(device, memory_format=speed.memory_format).train()
-    batch = synthetic_batch(cfg, model, device, speed.memory_format)
+    batch = synthetic_batch(cfg, model, device, speed.memory_format, crop)
     dtype = DTYPES[speed.precision]
     updates = net.updates()
     parameters = [p for u in updates for p in u.parameters]
@@ -196,13 +237,13 @@ def matches_fp32(model: Model, batch: dict[str, torch.Tensor], device: torch.dev
     return (exact - lower).abs().mean().item() * 127.5 <= PRECISION_TOLERANCE
 
 
-def synthetic_batch(cfg: RunConfig, model: Model, device: torch.device,
-                    memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
-    """Random images of the run's batch size, crop and channels, keyed as the model's data kind is."""
+def synthetic_batch(cfg: RunConfig, model: Model, device: torch.device, memory_format: torch.memory_format,
+                    crop: int | None = None) -> dict[str, torch.Tensor]:
+    """Random images of the run's batch size, crop (or `crop`) and channels, keyed as the model's data kind is."""
     spec = model.data_spec()
     cin, cout = spec.channels
     keys = ("input", "target") if spec.kind == "paired" else ("A", "B")
-    n, size = cfg.train.batch_size, cfg.data.crop_size
+    n, size = cfg.train.batch_size, crop or cfg.data.crop_size
     seeded = torch.Generator().manual_seed(0)
     return {key: (torch.rand(n, c, size, size, generator=seeded) * 2 - 1).to(device, memory_format=memory_format)
             for key, c in zip(keys, (cin, cout), strict=True)}

@@ -73,12 +73,12 @@ def choose(net: nn.Module, device: torch.device, channels: int, size: int, preci
         if p != "fp32" and not _close(nets["fp32"], nets[p], sample[:1].to(device), p, device):
             return float("inf")
         per_batch = timer(setting, step) if timer is not None else autotune.best_of(
-            step, device, reps=2, give_up_after=3 * best[0] * n)
+            step, device, give_up_after=3 * best[0] * n)
         best[0] = min(best[0], per_batch / n)
         return per_batch / n  # seconds per image
 
-    verdict = autotune.tune_cached(autotune.machine_key(device, what), axes, seconds,
-                                   budget=lambda per_image: min(30.0, max(3.0, 60 * per_image)))
+    verdict = autotune.tune_cached(autotune.machine_key(device, what), axes, seconds, autotune.budget_seconds(device),
+                                   relative_cost=lambda setting: setting["batch_size"])
     line = verdict.summary(axes, lambda k, v: v if k == "precision" else f"batch {v}", notes)
     return TranslationSpeed(verdict.chosen["precision"], verdict.chosen["batch_size"], line)
 
