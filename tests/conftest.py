@@ -6,6 +6,8 @@ tests marked `gpu` run on CUDA and are skipped, with the reason, where there is 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,11 @@ def _fixed_speed_rules(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
 def paired_root(tmp_path: Path) -> Path:
     """Six 32x32 side-by-side pairs under tmp/pairs/train."""
     return write_pairs(tmp_path / "pairs")
+
+
+@pytest.fixture
+def messages(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
+    """What i2i logged so far in the test (INFO and up), one message per line, as the `i2i` command prints them
+    (the library prints nothing itself: it logs)."""
+    caplog.set_level(logging.INFO, logger="i2i")
+    return lambda: "\n".join(record.getMessage() for record in caplog.records)

@@ -66,6 +66,8 @@ def test_importing_the_whole_library_leaves_flags_threads_and_network_alone() ->
         "assert before == after, (before, after)\n"
         "assert gc.isenabled() and gc.get_freeze_count() == 0\n"
         "assert 'NO_ALBUMENTATIONS_UPDATE' not in os.environ\n"
+        "import logging\n"
+        "assert not logging.getLogger('i2i').handlers and not logging.getLogger().handlers  # logging untouched\n"
         "print(len(tried))\n"
     )
     assert out.strip() == "0"

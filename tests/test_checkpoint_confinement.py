@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,11 @@ def run(runs: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("text", ["../../other/ckpt/step_000001", "{other}", "", ".", "..", "step_000002/.."])
 def test_latest_pointing_outside_the_run_is_ignored_with_a_warning(run: Path, runs: Path, text: str,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+                                                                   messages: Callable[[], str]) -> None:
     other = runs / "other" / "ckpt" / "step_000001"
     (run / "latest").write_text(text.format(other=other))
     assert latest_checkpoint(run) == run / "ckpt" / "step_000004"  # the newest complete one, never `other`
-    err = capsys.readouterr().err
+    err = messages()
     assert "ignoring" in err and "not a checkpoint folder of this run" in err
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,13 +46,13 @@ def test_channels_last_trains_and_saves_loadable_weights(paired_root: Path, tmp_
 
 
 def test_compile_without_a_compiler_falls_back_with_a_message(
-    paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages: Callable[[], str]
 ) -> None:
     monkeypatch.setattr("i2i.training.setup.shutil.which", lambda name: None)
     cfg = tiny_config(paired_root, tmp_path / "runs", max_steps=1, compile=True, device="cpu")  # the check is CPU-only
     summary = train(cfg, progress=False)
     assert summary.steps == 1
-    assert "--compile needs a C++ compiler" in capsys.readouterr().err
+    assert "--compile needs a C++ compiler" in messages()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -86,11 +87,11 @@ def fine_tune_config(source: SimpleNamespace, runs: Path, init_from: Path | str,
 
 @pytest.mark.parametrize("kind", ["run", "ckpt", "file"])
 def test_starts_from_a_run_dir_a_checkpoint_folder_or_one_file(
-        p2p: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture, kind: str) -> None:
+        p2p: SimpleNamespace, tmp_path: Path, messages: Callable[[], str], kind: str) -> None:
     given = {"run": p2p.run, "ckpt": p2p.ckpt, "file": p2p.ckpt / "G.safetensors"}[kind]
     cfg = fine_tune_config(p2p, tmp_path / "runs", given)
     trainer = Trainer(cfg, progress=False)
-    err = capsys.readouterr().err
+    err = messages()
     assert equal(trainer.model.G, p2p.ckpt / "G.safetensors")
     if kind == "file":  # only G was published: D starts as a run from scratch would (same seed)
         scratch = Trainer(tiny_config(p2p.root, tmp_path / "runs", name="scratch"), progress=False)

@@ -189,14 +189,14 @@ def two_checkpoints(paired_root: Path, runs: Path) -> Path:
 
 
 def test_resume_skips_a_corrupt_checkpoint_and_continues_exactly(paired_root: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+                                                                 messages: Callable[[], str]) -> None:
     runs = tmp_path / "runs"
     straight = train(tiny_config(paired_root, runs, name="straight", max_steps=6), progress=False)
     run = two_checkpoints(paired_root, runs)
     newest = run / "ckpt" / "step_000004" / "G.safetensors"
     newest.write_bytes(newest.read_bytes()[:500])  # truncated by a full disk or a bad copy
     resumed = train(tiny_config(paired_root, runs, name="r", max_steps=6), resume=True, progress=False)
-    err = capsys.readouterr().err
+    err = messages()
     assert "skipping checkpoint step_000004" in err and "G.safetensors" in err and "resuming from step_000002" in err
     assert same_weights(straight.checkpoint, resumed.checkpoint)  # continued from step 2 as if never interrupted
 
@@ -374,7 +374,7 @@ def test_every_file_of_a_run_honours_the_umask(paired_root: Path, tmp_path: Path
 # -- 13: float images ---------------------------------------------------------------------------------------------
 
 def test_float_tiffs_are_read_as_unit_range_and_clipping_is_reported_once(
-        translator: Translator, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        translator: Translator, tmp_path: Path, messages: Callable[[], str]) -> None:
     import cv2
 
     src = tmp_path / "in"
@@ -387,7 +387,7 @@ def test_float_tiffs_are_read_as_unit_range_and_clipping_is_reported_once(
     summary = translator.translate_dir(src, tmp_path / "out", io_threads=1, progress=False)
     assert summary.translated == 4 and summary.ok
     assert len(summary.clipped) == 2 and "a_wide.tif" in summary.clipped[0] and "[-1, 3]" in summary.clipped[0]
-    err = capsys.readouterr().err
+    err = messages()
     assert err.count("clipped to [0, 1]") == 1 and "a_wide.tif" in err
     assert any("clipped to [0, 1] in 2 file(s)" in line for line in summary.details())
     np.testing.assert_array_equal(read_image(src / "c_unit.tif")[:, :, 0],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,14 +94,14 @@ def test_resume_refuses_a_different_model(paired_root: Path, tmp_path: Path) -> 
 
 
 
-def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, messages: Callable[[], str]) -> None:
     root = write_pairs(tmp_path / "pairs", n=4)
     bad = root / "train" / "bad.png"
     bad.write_bytes(b"not an image")
     summary = train(tiny_config(root, tmp_path / "runs", max_steps=10), progress=False)
     assert summary.steps == 10
     assert summary.skipped == 1  # one bad file, met in each of the 2-3 epochs, counted and warned once
-    assert capsys.readouterr().err.count(str(bad)) == 1
+    assert messages().count(str(bad)) == 1
 
 
 def test_strict_mode_fails_on_an_unreadable_image(tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_folders_layout_trains_too(tmp_path: Path) -> None:
 
 
 def test_resume_before_the_first_checkpoint_starts_over(paired_root: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+                                                       messages: Callable[[], str]) -> None:
     """A run killed before its first checkpoint still finishes with --resume (from step 0)."""
     runs = tmp_path / "runs"
     straight = train(tiny_config(paired_root, runs, name="straight", max_steps=3, save_every=0), progress=False)
@@ -151,7 +152,7 @@ def test_resume_before_the_first_checkpoint_starts_over(paired_root: Path, tmp_p
     (killed.run_dir / "config.json").write_text(killed.to_json())  # what a run writes before step 1
     (killed.run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
     resumed = train(killed, resume=True, progress=False)
-    assert "no checkpoint yet" in capsys.readouterr().err
+    assert "no checkpoint yet" in messages()
     assert resumed.steps == 3 and same_weights(straight.checkpoint, resumed.checkpoint)
     steps = [json.loads(line)["step"] for line in (killed.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 
 from i2i.config import RunConfig
-from i2i.models.cut import CUTConfig
-from i2i.models.pix2pix import Pix2PixConfig
+from i2i.models import network_config
 from i2i.nets import DISCRIMINATORS, GENERATORS, DiscriminatorConfig, GeneratorConfig, build_generator
 
 __all__ = [
@@ -85,7 +84,7 @@ class ImportResult:
         out = []
         for name, path in self.written.items():
             src = self.sources[name]
-            cfg = _network_config(self.config, name)
+            cfg = network_config(self.config, name)
             dropout = f", dropout {'on' if cfg.dropout else 'off'}" if isinstance(cfg, GeneratorConfig) else ""
             out.append(f"{src.path} -> {path}: {self.config.model} {name}, {src.describe()}{dropout}")
         return out + self.notes
@@ -375,8 +374,3 @@ def to_i2i(net: ReferenceNetwork, dropout: bool | None = None
     return cfg, state
 
 
-def _network_config(cfg: RunConfig, name: str) -> GeneratorConfig | DiscriminatorConfig:
-    m = cfg.model_config
-    if isinstance(m, Pix2PixConfig | CUTConfig):
-        return {"G": m.generator, "D": m.discriminator}[name]
-    return {"G_AB": m.g_ab, "G_BA": m.g_ba, "D_A": m.d_a, "D_B": m.d_b}[name]

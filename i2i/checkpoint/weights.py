@@ -13,10 +13,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import pickle
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ LATEST = "latest"
 STATE_FILE = "state.pt"
 CONFIG_KEY = "i2i_config"
 STATE_KEYS = ("step", "optimizers", "schedulers", "scaler", "model", "rng")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -140,8 +142,8 @@ def _pointed(run_dir: Path) -> Path | None:
         return None  # a checkpoint pruned or lost: quietly the newest complete one
     if (str(run_dir), text) not in _warned:
         _warned.add((str(run_dir), text))
-        print(f"warning: ignoring {pointer}: {text!r} is not a checkpoint folder of this run; using the newest "
-              "complete checkpoint instead", file=sys.stderr)
+        log.warning(f"warning: ignoring {pointer}: {text!r} is not a checkpoint folder of this run; using the "
+                    "newest complete checkpoint instead")
     return None
 
 

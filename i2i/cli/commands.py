@@ -21,7 +21,6 @@ from i2i.cli.common import (
     bitrate,
     main,
     owns_process,
-    printable,
     stop,
 )
 from i2i.cli.options import apply, config_options
@@ -36,6 +35,7 @@ from i2i.config import (
     ServeConfig,
     from_options,
 )
+from i2i.data.io import printable
 from i2i.models import MODELS
 from i2i.translation.sides import SIDES
 from i2i.translation.video import CODECS

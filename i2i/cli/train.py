@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from i2i.cli.common import CHANNELS, EXIT_INTERRUPTED, T, check_name, main, owns_process, printable, stop
+from i2i.cli.common import CHANNELS, EXIT_INTERRUPTED, T, check_name, main, owns_process, stop
 from i2i.cli.options import apply, config_options, field_option
 from i2i.config import (
     RECIPES,
@@ -22,6 +22,7 @@ from i2i.config import (
     non_finite,
     option_name,
 )
+from i2i.data.io import printable
 from i2i.models import MODELS, Model
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
 

@@ -29,6 +29,13 @@ class ImageReadError(OSError):
     """An image file could not be decoded; the message names the path and the reason."""
 
 
+def printable(text: object) -> str:
+    """`text` safe to print: bytes of non-UTF-8 file names (kept by Python as surrogates) as \\x escapes instead of
+    an encoding error."""
+    return str(os.fspath(text) if isinstance(text, os.PathLike) else text).encode(
+        "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     """True when the file name has an image extension we can read."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +14,8 @@ from i2i.data.layout import DataError
 from i2i.data.sampling import Skipped, StepSampler, batch_size_of, collate_skipping
 from i2i.runtime.process import single_threaded_opencv
 
+log = logging.getLogger(__name__)
+
 
 def _worker_init(worker_id: int) -> None:
     single_threaded_opencv()  # DataLoader workers are i2i's own processes
@@ -23,7 +26,7 @@ class BatchStream:
 
     `epoch` and `position` (samples of that epoch already drawn) say where the stream is; restoring
     them with `load_state_dict` continues with exactly the samples, and augmentation seeds, an
-    uninterrupted run would have seen. Unreadable files are reported once each through `warn` and
+    uninterrupted run would have seen. Unreadable files are reported once each (`warn`, else a logged warning) and
     remembered in `skipped`; an epoch in which nothing could be read is an error, not a hang.
 
     Process `rank` of `world` (several processes training one run) gets its share of each global
@@ -33,11 +36,11 @@ class BatchStream:
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, workers: int = 0, pin_memory: bool = False,
-                 start_method: str | None = None, warn: Callable[[str], None] = print, rank: int = 0,
+                 start_method: str | None = None, warn: Callable[[str], None] | None = None, rank: int = 0,
                  world: int = 1) -> None:
         """`start_method` starts the worker processes ("fork", "forkserver", "spawn"; None: the platform's);
         `rank` and `world` pick this process's slice of every global batch (several processes)."""
-        self.size, self.batch_size, self.warn, self.world = len(dataset), batch_size, warn, world
+        self.size, self.batch_size, self.warn, self.world = len(dataset), batch_size, warn or log.warning, world
         self.sampler = StepSampler(self.size, batch_size, seed=seed, shuffle=True, rank=rank, world=world)
         self.loader: DataLoader | None = DataLoader(
             dataset, batch_sampler=self.sampler, collate_fn=collate_skipping,

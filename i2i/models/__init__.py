@@ -12,7 +12,7 @@ from i2i.models.pix2pix import Pix2Pix, Pix2PixConfig
 from i2i.models.registry import MODELS, register_model
 
 __all__ = ["CUT", "MODELS", "CUTConfig", "CycleGAN", "CycleGANConfig", "Model", "Pix2Pix", "Pix2PixConfig", "Update",
-           "View", "build_model", "register_model", "run_config_from_dict"]
+           "View", "build_model", "network_config", "register_model", "run_config_from_dict"]
 
 
 def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
@@ -20,6 +20,13 @@ def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
     if d.get("model") not in MODELS:
         raise ValueError(f"unknown model {d.get('model')!r} in config; known: {', '.join(MODELS)}")
     return RunConfig.from_dict(d, MODELS[d["model"]].config_class)
+
+
+def network_config(cfg: RunConfig, name: str) -> Any:
+    """The config (GeneratorConfig, DiscriminatorConfig, ...) of network `name` of `cfg`'s model, or None when the
+    model has no such network (its `network_fields` say which field describes which network)."""
+    fields = MODELS[cfg.model].network_fields
+    return getattr(cfg.model_config, fields[name]) if name in fields else None
 
 
 def build_model(cfg: RunConfig) -> Model:

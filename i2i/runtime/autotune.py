@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 Setting = dict[str, Any]
 Measure = Callable[[Setting], float]  # seconds per step of one setting (math.inf: not usable)
@@ -141,6 +144,7 @@ def _timed(verdict: Verdict, measure: Measure, setting: Setting) -> float:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         verdict.timings.append({"setting": dict(setting), "seconds": seconds} | ({"note": note} if note else {}))
+        log.debug(f"speed: {setting} {seconds:.4f} s per step{f' ({note})' if note else ''}")
     return seconds
 
 

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from i2i.checkpoint.rundir import RunDir
 from i2i.checkpoint.weights import file_sha256, load_weights, read_metadata, resolve_checkpoint
 from i2i.config import RunConfig, TrainConfig, is_option, option_name
-from i2i.models import MODELS, Model, run_config_from_dict
+from i2i.models import MODELS, Model, network_config, run_config_from_dict
 from i2i.nets import DiscriminatorConfig, GeneratorConfig
 
 __all__ = ["InitFromError", "Source", "carry_record", "init_networks", "model_options", "network_map",
@@ -206,16 +206,16 @@ def _options_from(source: Source, model: str, opts: dict[str, Any]) -> dict[str,
     if source.model == model:
         implied = model_options(source.config)
     elif placed:
-        implied = _generator_options(_network_config(source.config, placed[0][1]))
+        implied = _generator_options(network_config(source.config, placed[0][1]))
     else:
         return {}
     if placed and len(generators) > 1:  # a CycleGAN generator fixes which domain is which
         run, src = placed[0]
-        g = _network_config(source.config, src)
+        g = network_config(source.config, src)
         a_to_b = (g.in_channels, g.out_channels)
         implied |= dict(zip(channel_options, a_to_b if by_generator[run] == "AtoB" else a_to_b[::-1], strict=True))
     elif placed:
-        g = _network_config(source.config, placed[0][1])
+        g = network_config(source.config, placed[0][1])
         implied |= dict(zip(channel_options, (g.in_channels, g.out_channels), strict=True))
     return implied
 
@@ -228,11 +228,6 @@ def _run_layout(model: str, opts: dict[str, Any]) -> tuple[list[str], dict[str, 
     with torch.device("meta"):
         built = MODELS[model](config)
     return list(built.networks()), built.generators()
-
-
-def _network_config(cfg: RunConfig, name: str) -> Any:
-    fields = MODELS[cfg.model].network_fields
-    return getattr(cfg.model_config, fields[name]) if name in fields else None
 
 
 # -- loading into the trainer's model ----------------------------------------------------------------
@@ -256,11 +251,11 @@ def init_networks(model: Model, cfg: RunConfig) -> list[str]:
                             f"this {cfg.model} run builds ({', '.join(networks)})")
     states, problems = {}, []
     for name, src in mapping.items():
-        state = _fitted(load_weights(source.files[src]), _network_config(source.config, src),
-                        _network_config(cfg, name))
+        state = _fitted(load_weights(source.files[src]), network_config(source.config, src),
+                        network_config(cfg, name))
         found = _misfit(state, networks[name].state_dict())
         if found:
-            problems.append(_explain(name, src, _network_config(source.config, src), _network_config(cfg, name),
+            problems.append(_explain(name, src, network_config(source.config, src), network_config(cfg, name),
                                      found))
         states[name] = state
     if problems:
@@ -291,7 +286,7 @@ def carry_record(t: TrainConfig, saved: dict[str, Any]) -> None:
 
 
 def _init_kind(cfg: RunConfig, name: str) -> str:
-    net = _network_config(cfg, name)
+    net = network_config(cfg, name)
     return net.init if net is not None else "the model's own init"
 
 

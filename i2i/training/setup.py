@@ -4,6 +4,7 @@ the optimizers, the validator, compilation."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import random
 import shutil
@@ -22,8 +23,10 @@ from i2i.models import Model, Update, build_model
 from i2i.runtime.devices import DTYPES, pick_device
 from i2i.runtime.process import import_dynamo
 from i2i.training.init_from import RESUME_CONFLICT
-from i2i.training.state import RunError, warn
+from i2i.training.state import RunError
 from i2i.training.validation import Validator, metric_names
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -154,7 +157,7 @@ def make_validator(cfg: RunConfig, model: Model) -> Validator:
 def compile_networks(networks: Iterable[nn.Module], device: torch.device, mode: str = "default") -> None:
     """torch.compile each network in place (weights keep their names); fall back to eager with a message."""
     if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
-        warn("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly")
+        log.warning("warning: --compile needs a C++ compiler on the CPU; none found, running eagerly")
         return
     for net in networks:
         net.compile(mode=mode)

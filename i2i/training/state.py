@@ -3,15 +3,14 @@ and loading it."""
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from i2i.checkpoint.weights import (
     CKPT_DIR,
@@ -75,8 +74,7 @@ def apply_optimizer_options(optimizer: torch.optim.Optimizer, scheduler: torch.o
             group["betas"] = (t.beta1, t.beta2)
 
 
-def warn(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+log = logging.getLogger(__name__)  # notes at INFO, warnings at WARNING: the `i2i` command prints both
 
 
 class CheckpointState:
@@ -114,9 +112,9 @@ class CheckpointState:
         if self.resume_from is not None:
             self._load_newest_good()
             for note in self.resume_notes if self.dist.main else ():
-                warn(f"note: {note}")
+                log.info(f"note: {note}")
         elif self.resume and self.dist.main:  # killed before its first checkpoint: nothing to load, so start over
-            warn(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
+            log.info(f"note: {self.run.path} has no checkpoint yet; starting from step 0")
         if not self.dist.main:  # rank 0 alone writes the run directory
             return
         if self.resume:
@@ -124,7 +122,7 @@ class CheckpointState:
         self.run.write_config(self.cfg.to_dict())
         changed = self.run.data_changes(self.cfg.data.root, self.dataset.file_list())
         if changed and self.resume:
-            warn(f"note: {changed}")
+            log.info(f"note: {changed}")
         if self.cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -162,7 +160,7 @@ class CheckpointState:
         try:
             build_report(self.run.path)
         except Exception as err:  # the report is a view: never let it stop training
-            warn(f"warning: could not rebuild the report: {err}")
+            log.warning(f"warning: could not rebuild the report: {err}")
         return path
 
     def _check_finite_weights(self) -> None:
@@ -183,10 +181,10 @@ class CheckpointState:
                 self._load(ckpt)
             except CheckpointError as err:
                 problems.append(f"{ckpt.name}: {err}")
-                warn(f"warning: skipping checkpoint {ckpt.name}: {err}")
+                log.warning(f"warning: skipping checkpoint {ckpt.name}: {err}")
                 continue
             if problems:
-                warn(f"note: resuming from {ckpt.name}, the newest checkpoint that loads")
+                log.info(f"note: resuming from {ckpt.name}, the newest checkpoint that loads")
             return
         raise RunError(f"no checkpoint of {self.run.path} can be loaded:\n  " + "\n  ".join(problems))
 
@@ -206,7 +204,8 @@ class CheckpointState:
             if name in averages:
                 ema.load_state_dict(averages[name], state.get("ema_updates", {}).get(name, 0))
             else:  # --ema-decay added on resume
-                warn(f"note: {ckpt.name} has no {name}{EMA_SUFFIX}; the EMA of {name} starts from its current weights")
+                log.info(f"note: {ckpt.name} has no {name}{EMA_SUFFIX}; "
+                         f"the EMA of {name} starts from its current weights")
                 ema.load_state_dict(self.model.networks()[name].state_dict(), 0)
 
     def _apply_state(self, state: dict[str, Any]) -> None:

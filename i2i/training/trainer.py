@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -47,7 +48,9 @@ from i2i.training.setup import (
     place,
     seed_everything,
 )
-from i2i.training.state import CheckpointState, RunError, warn
+from i2i.training.state import CheckpointState, RunError
+
+log = logging.getLogger(__name__)  # start-up lines at INFO (the `i2i` command prints them), warnings at WARNING
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -136,7 +139,7 @@ class Trainer(CheckpointState, RunEvents):
         self.model.to(self.place.device, memory_format=self.place.memory_format).train()
         notes = init_networks(self.model, cfg) if self.resume_from is None else []
         for line in notes if self.dist.main else ():
-            warn(line)
+            log.info(line)
         distributed.distribute(self.model, self.dist, self.place.device, sync_bn=t.sync_bn)
         # shadow copies of the generators (used by validation and, from checkpoints, by inference)
         self.emas = {name: EMA(unwrap(self.model.networks()[name]), t.ema_decay)
@@ -153,7 +156,7 @@ class Trainer(CheckpointState, RunEvents):
         start_method = "forkserver" if self.device.type == "cuda" else None
         self.dataset = make_dataset(self.model.data_spec(), cfg.data)
         self.batches = BatchStream(self.dataset, batch_size=t.batch_size,
-                                   seed=t.seed, workers=workers, start_method=start_method, warn=warn,
+                                   seed=t.seed, workers=workers, start_method=start_method,
                                    rank=self.dist.rank, world=self.dist.world)
         self.augment = DeviceAugment(cfg.data) if cfg.data.augment_on == "device" else None
         schedule_steps = (t.epochs + t.decay_epochs) * self.batches.steps_per_epoch
@@ -186,7 +189,7 @@ class Trainer(CheckpointState, RunEvents):
 
         def stopping(signum: int) -> None:
             if self.dist.main:
-                warn(f"\n{signal_name(signum)}: stopping after this step and writing a checkpoint "
+                log.warning(f"\n{signal_name(signum)}: stopping after this step and writing a checkpoint "
                      "(Ctrl-C again to stop at once)")
 
         lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
@@ -197,7 +200,7 @@ class Trainer(CheckpointState, RunEvents):
                     self._claim()
                 self._start()
             for line in self.describe() if self.dist.main else ():
-                warn(line)
+                log.info(line)
             self.dist.seed(t.seed, self.step)
             started, start_step = time.perf_counter(), self.step
             meter, last = LossMeter(), {}
@@ -324,5 +327,5 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, startup_s
     with distributed.session(t.device, t.dist_timeout, again="Run the same command with --resume to continue "
                              "from the last checkpoint, on any number of processes.") as group:
         if group.active and group.main:
-            tqdm.write(group.describe(t.batch_size, t.lr))
+            log.info(group.describe(t.batch_size, t.lr))
         return Trainer(cfg, resume=resume, progress=progress, startup_seconds=startup_seconds).fit()

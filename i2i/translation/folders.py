@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from i2i.config import FORMATS
-from i2i.data.io import ImageReadError, read_image
+from i2i.data.io import ImageReadError, printable, read_image
 from i2i.translation.made_by import MadeBy, check_record, write_record
 from i2i.translation.tree import (
     _SPECIAL,
@@ -30,11 +30,12 @@ from i2i.translation.tree import (
     is_video_file,
     output_path,
     scan_tree,
-    shown,
     write_output,
 )
 from i2i.translation.video import VIDEO_EXTENSIONS, VideoOptions, VideoReadError, VideoUnavailable
 from i2i.translation.video_encode import translate_video
+
+log = logging.getLogger(__name__)
 
 
 class _Failures:
@@ -44,9 +45,9 @@ class _Failures:
         self.summary, self.strict = summary, strict
 
     def __call__(self, message: str) -> None:
-        message = shown(message)
+        message = printable(message)
         self.summary.failed.append(message)
-        tqdm.write(f"error: {message}", file=sys.stderr)
+        log.error(f"error: {message}")
         if self.strict:
             raise TranslateError(message)
 
@@ -57,10 +58,10 @@ def _clip_warner(summary: DirSummary) -> Callable[[str], None]:
 
     def warn(message: str) -> None:
         with lock:
-            summary.clipped.append(shown(message))
+            summary.clipped.append(printable(message))
             first = len(summary.clipped) == 1
         if first:
-            tqdm.write(f"warning: {shown(message)} (warned once; the summary counts the others)", file=sys.stderr)
+            log.warning(f"warning: {printable(message)} (warned once; the summary counts the others)")
 
     return warn
 
@@ -181,7 +182,7 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
         images, videos = images[shard[0]::shard[1]], videos[shard[0]::shard[1]]
         if shard[0] != 0:
             scan.ignored, scan.failed = [], []
-    summary.ignored = [f"{shown(path)}: {reason}" for path, reason in scan.ignored]
+    summary.ignored = [f"{printable(path)}: {reason}" for path, reason in scan.ignored]
     for path, reason in scan.failed:
         fail(f"{path}: {reason}")
     jobs = []
@@ -253,7 +254,7 @@ def check_writable(folder: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise OSError(f"cannot write in the output folder {shown(folder)}: {err.strerror or err}; nothing was "
+        raise OSError(f"cannot write in the output folder {printable(folder)}: {err.strerror or err}; nothing was "
                       "translated") from err
 
 
@@ -269,11 +270,11 @@ def _refuse_outputs_on_inputs(images: list[Path], videos: list[Path], base: Path
     for source, out in outputs:
         where = out.parent.resolve() / out.name
         if where in inputs and where != source.resolve():
-            clashes.append(f"the output of {shown(source)} would be {shown(out)}, which is the input "
-                           f"{shown(inputs[where])}")
+            clashes.append(f"the output of {printable(source)} would be {printable(out)}, which is the input "
+                           f"{printable(inputs[where])}")
         elif src_dir is not None and where.is_relative_to(src_dir) and not inside_allowed:
-            clashes.append(f"the output of {shown(source)} would be {shown(out)}, inside the input folder "
-                           f"{shown(src_dir)}")
+            clashes.append(f"the output of {printable(source)} would be {printable(out)}, inside the input folder "
+                           f"{printable(src_dir)}")
     if clashes:
         more = f"\n  (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
         raise ValueError("refusing to write outputs onto the inputs; nothing was written:\n  " +

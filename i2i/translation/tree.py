@@ -22,11 +22,6 @@ class TranslateError(ImageReadError):
     """An input could not be translated (raised at the first one with `strict`); the message names it."""
 
 
-def shown(text: str | os.PathLike) -> str:
-    """`text` safe to print: bytes of non-UTF-8 file names (kept by Python as surrogates) as \\x escapes."""
-    return os.fspath(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 @dataclass
 class DirSummary:
     """What one translation did with every file it was given."""
