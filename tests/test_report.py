@@ -7,6 +7,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -41,7 +42,13 @@ def assert_links_resolve(page: Path) -> list[str]:
         assert "://" not in src and not src.startswith("/"), src  # relative: the folder can be moved
         path = page.parent / unquote(src)
         assert path.is_file(), f"{src} does not exist"
-        Image.open(path).verify()
+        if path.suffix == ".svg":  # a curve: well-formed SVG that draws its series (or says it has none)
+            svg = ElementTree.parse(path).getroot()
+            drawn = [e for e in svg.iter() if e.tag.rsplit("}", 1)[-1] in ("polyline", "circle")]
+            assert drawn or "no finite values" in path.read_text(), src
+            assert not [e for e in svg.iter() if any("href" in key for key in e.attrib)], src  # fetches nothing
+        else:
+            Image.open(path).verify()
     return srcs
 
 
@@ -135,3 +142,20 @@ def test_report_of_a_real_training_run(tmp_path: Path) -> None:
     assert "G_l1" in text and "unet_64" in text
     srcs = assert_links_resolve(page)
     assert len([s for s in srcs if s.startswith("samples/")]) == 2  # steps 2 and 4
+
+
+def test_a_curve_is_an_svg_of_its_finite_values_binned_to_the_plot_width() -> None:
+    from i2i.training.report import _PLOT_W, line_plot
+
+    def points(svg: bytes) -> list[tuple[float, float]]:
+        [line] = [e for e in ElementTree.fromstring(svg).iter() if e.tag.endswith("polyline")]
+        return [tuple(map(float, p.split(","))) for p in line.attrib["points"].split()]
+
+    short = points(line_plot([1, 2, 3], [3.0, float("nan"), 1.0], "G"))
+    assert len(short) == 2 and short[0][1] < short[1][1]  # NaN left out; 3 drawn above 1 (SVG y grows down)
+    long = points(line_plot(list(range(5000)), [float(i % 7) for i in range(5000)], "D"))
+    assert len(long) < _PLOT_W  # one mean per pixel column
+    one = ElementTree.fromstring(line_plot([5], [0.5], "lr"))
+    assert [e for e in one.iter() if e.tag.endswith("circle")]
+    assert b"no finite values yet" in line_plot([1, 2], [float("inf"), None], "val_fid")
+    assert b"&lt;b&gt;" in line_plot([1], [1.0], "<b>")  # a metric name is text, never markup

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import os
@@ -14,18 +13,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from PIL import Image, ImageDraw, ImageFont
-
 from i2i.data.io import atomic_write_bytes
 
 REPORT_NAME = "report.html"
-ASSETS_DIR = "report_files"  # curve PNGs, next to report.html
+ASSETS_DIR = "report_files"  # curve SVGs, next to report.html
 NOT_METRICS = ("step", "epoch", "lr", "images_per_s")  # bookkeeping keys of metrics.jsonl
 VALIDATION_PREFIXES = ("val_", "test_")
 SAMPLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
-_PLOT_W, _PLOT_H, _SCALE = 420, 240, 2  # drawn at 2x and downsampled: smooth lines without an anti-aliasing API
-_LINE, _ENVELOPE, _GRID, _TEXT = (31, 119, 180), (174, 199, 232), (225, 225, 225), (60, 60, 60)
+_PLOT_W, _PLOT_H = 420, 240
+_LINE, _ENVELOPE, _GRID, _TEXT = "#1f77b4", "#aec7e8", "#e1e1e1", "#3c3c3c"
 
 
 # -- reading the run -----------------------------------------------------------------------------------------
@@ -103,13 +100,6 @@ def pick_samples(run_dir: str | os.PathLike, max_samples: int = 12) -> list[Path
 # -- plots ---------------------------------------------------------------------------------------------------
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (needs FreeType)
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
 def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values covering [lo, hi] (1, 2, 2.5, 5 x 10^k steps)."""
     span = hi - lo
@@ -149,27 +139,20 @@ def _bins(xs: list[float], ys: list[float], n: int) -> tuple[list[float], list[f
 
 
 def line_plot(steps: Sequence[float], values: Sequence[float | None], title: str) -> bytes:
-    """A small PNG line chart of values over steps (non-finite values are left out); returns the PNG bytes."""
-    s = _SCALE
-    width, height = _PLOT_W * s, _PLOT_H * s
-    left, right, top, bottom = 62 * s, 14 * s, 26 * s, 30 * s
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    font, title_font = _font(11 * s), _font(13 * s)
+    """A small SVG line chart of values over steps (non-finite values are left out); returns the SVG bytes.
+
+    A long series is drawn as one mean per pixel column with its min-max envelope (what the width can show)."""
+    left, right, top, bottom = 62, 14, 26, 30
+    box = (left, top, _PLOT_W - right, _PLOT_H - bottom)
     points = sorted((x, y) for x, y in zip(steps, values, strict=True) if y is not None and math.isfinite(y))
     latest = next((y for y in reversed(values) if y is not None), None)
     label = title if latest is None else f"{title}   latest {_fmt(latest)}"
-    draw.text((left, 6 * s), label, fill=_TEXT, font=title_font)
-    box = (left, top, width - right, height - bottom)
+    parts = [_text(left, 17, label, size=13)]
     if not points:
-        draw.rectangle(box, outline=_GRID, width=s)
-        draw.text((left + 10 * s, top + 10 * s), "no finite values yet", fill=_TEXT, font=font)
-        return _png(img.resize((_PLOT_W, _PLOT_H), Image.LANCZOS))
-
+        parts += [_rect(box), _text(left + 10, top + 20, "no finite values yet")]
+        return _svg(parts)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi = xs[0], xs[-1]
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
+    x_lo, x_hi = (xs[0], xs[-1]) if xs[-1] > xs[0] else (xs[0] - 1, xs[0] + 1)
     y_lo, y_hi = min(ys), max(ys)
     if y_hi == y_lo:
         pad = abs(y_lo) * 0.05 or 1.0
@@ -184,37 +167,42 @@ def line_plot(steps: Sequence[float], values: Sequence[float | None], title: str
         return box[3] - (y - y_lo) / (y_hi - y_lo) * (box[3] - box[1])
 
     for tick in _nice_ticks(y_lo, y_hi):
-        y = py(tick)
-        draw.line((box[0], y, box[2], y), fill=_GRID, width=s)
-        text = _fmt(tick)
-        draw.text((box[0] - 6 * s - draw.textlength(text, font=font), y - 7 * s), text, fill=_TEXT, font=font)
+        parts += [_line(box[0], py(tick), box[2], py(tick), _GRID), _text(box[0] - 6, py(tick) + 4, _fmt(tick), "end")]
     for tick in _nice_ticks(x_lo, x_hi):
-        x = px(tick)
-        draw.line((x, box[1], x, box[3]), fill=_GRID, width=s)
-        text = _fmt(tick)
-        draw.text((x - draw.textlength(text, font=font) / 2, box[3] + 6 * s), text, fill=_TEXT, font=font)
-    draw.rectangle(box, outline=(160, 160, 160), width=s)
-
-    plot_px = (box[2] - box[0]) // s
-    if len(xs) > plot_px:
-        centres, means, lows, highs = _bins(xs, ys, plot_px)
-        for x, lo, hi in zip(centres, lows, highs, strict=True):
-            draw.line((px(x), py(lo), px(x), py(hi)), fill=_ENVELOPE, width=s)
+        parts += [_line(px(tick), box[1], px(tick), box[3], _GRID), _text(px(tick), box[3] + 16, _fmt(tick), "middle")]
+    parts += [_rect(box), _text(box[0] - 6, box[3] + 16, "step", "end")]
+    if len(xs) > box[2] - box[0]:
+        centres, means, lows, highs = _bins(xs, ys, box[2] - box[0])
+        parts += [_line(px(x), py(lo), px(x), py(hi), _ENVELOPE)
+                  for x, lo, hi in zip(centres, lows, highs, strict=True)]
         xs, ys = centres, means
-    coords = [(px(x), py(y)) for x, y in zip(xs, ys, strict=True)]
-    if len(coords) == 1:
-        x, y = coords[0]
-        draw.ellipse((x - 3 * s, y - 3 * s, x + 3 * s, y + 3 * s), fill=_LINE)
+    if len(xs) == 1:
+        parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="{_LINE}"/>')
     else:
-        draw.line(coords, fill=_LINE, width=2 * s, joint="curve")
-    draw.text((box[0] - 6 * s - draw.textlength("step", font=font), box[3] + 6 * s), "step", fill=_TEXT, font=font)
-    return _png(img.resize((_PLOT_W, _PLOT_H), Image.LANCZOS))
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{_LINE}" stroke-width="2" '
+                     'stroke-linejoin="round"/>')
+    return _svg(parts)
 
 
-def _png(img: Image.Image) -> bytes:
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=False)
-    return out.getvalue()
+def _svg(parts: list[str]) -> bytes:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_PLOT_W}" height="{_PLOT_H}" '
+            f'viewBox="0 0 {_PLOT_W} {_PLOT_H}" font-family="sans-serif" font-size="11" fill="{_TEXT}">'
+            f'<rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>\n').encode()
+
+
+def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}">'
+            f'{html.escape(text)}</text>')
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, colour: str) -> str:
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}"/>'
+
+
+def _rect(box: tuple[float, float, float, float]) -> str:
+    return (f'<rect x="{box[0]}" y="{box[1]}" width="{box[2] - box[0]}" height="{box[3] - box[1]}" fill="none" '
+            'stroke="#a0a0a0"/>')
 
 
 def _write_if_changed(path: Path, payload: bytes) -> None:
@@ -258,16 +246,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
 
 def _safe_name(key: str, used: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "metric"
-    name, n = f"curve_{base}.png", 1
+    name, n = f"curve_{base}.svg", 1
     while name in used:
         n += 1
-        name = f"curve_{base}_{n}.png"
+        name = f"curve_{base}_{n}.svg"
     used.add(name)
     return name
 
 
 def build_report(run_dir: str | os.PathLike, *, max_samples: int = 12) -> Path:
-    """Write run_dir/report.html (atomically) and its curve PNGs under run_dir/report_files/; return its path.
+    """Write run_dir/report.html (atomically) and its curve SVGs under run_dir/report_files/; return its path.
 
     The page shows the latest value of every metric, one curve per loss / validation metric / lr / throughput
     from metrics.jsonl, up to `max_samples` evenly spaced sample grids (newest last) and the config.json table.
