@@ -32,8 +32,7 @@ class ImageReadError(OSError):
 def printable(text: object) -> str:
     """`text` safe to print: bytes of non-UTF-8 file names (kept by Python as surrogates) as \\x escapes instead of
     an encoding error."""
-    return str(os.fspath(text) if isinstance(text, os.PathLike) else text).encode(
-        "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

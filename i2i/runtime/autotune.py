@@ -115,8 +115,7 @@ def tune(axes: Mapping[str, Sequence[Any]], measure: Measure, budget: float,
     started = time.perf_counter()
     verdict = Verdict(chosen={name: options[0] for name, options in axes.items()}, budget=budget)
     best = _timed(verdict, measure, verdict.chosen)
-    spent = time.perf_counter() - started
-    best_cost = setting_cost if setting_cost is not None else spent  # what timing the chosen setting took
+    best_cost = setting_cost if setting_cost is not None else time.perf_counter() - started  # timing the chosen
     cost = relative_cost or (lambda setting: 1.0)
     for name, options in axes.items():
         for option in options[1:]:
@@ -264,7 +263,7 @@ def matmul_seconds(dtype: torch.dtype, device: torch.device, n: int = 512, reps:
 def bf16_slowdown(device: torch.device) -> float:
     """How many times slower a bf16 matmul is than an fp32 one here (a 256x256 probe, cached like the verdicts)."""
     key = machine_key(device, {"kind": "bf16 matmul probe"})
-    found = cached(key) if mode() != "fresh" else None
+    found = lookup(key, {})
     if found is not None and isinstance(found.chosen.get("bf16_slowdown"), float):
         return found.chosen["bf16_slowdown"]
     matmul_seconds(torch.float32, device, n=256, reps=1)  # the first matmul of a process starts the thread pool

@@ -190,7 +190,7 @@ class Trainer(CheckpointState, RunEvents):
         def stopping(signum: int) -> None:
             if self.dist.main:
                 log.warning(f"\n{signal_name(signum)}: stopping after this step and writing a checkpoint "
-                     "(Ctrl-C again to stop at once)")
+                            "(Ctrl-C again to stop at once)")
 
         lock = self.run.lock() if self.dist.main else contextlib.nullcontext()  # rank 0 holds the run directory
         bars = contextlib.ExitStack()  # closes the bar before an error is printed (else the bar is redrawn after it)
