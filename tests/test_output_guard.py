@@ -133,7 +133,11 @@ def test_two_translations_of_one_clip_into_one_output_give_a_clean_runs_video(tm
         t.join()
     assert errors == []
     got, want = decoded(target)[0], decoded(clean)[0]
-    assert len(got) == len(want) == 24 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    # a whole video, frame for frame the clean run's: within 2 grey levels on average, not bit for bit (two x264
+    # encodes of the same frames differed by 1-7 levels on a few pixels in 2 of ~8 full-suite runs; a video two
+    # writers interleaved does not decode, or decodes to garbage)
+    errors = [float(np.abs(a.astype(np.int16) - b).mean()) for a, b in zip(got, want, strict=True)]
+    assert len(got) == len(want) == 24 and max(errors) <= 2.0, errors
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["clip.mp4"]  # no temp file left by either
 
 
