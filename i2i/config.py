@@ -21,7 +21,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 where native, else fp32
 SIZE_MODES = ("pad", "resize")  # inference: how an image of any size meets the network's size rules
-FORMATS = ("same", "png", "jpg")  # inference: output file type
+FORMATS = ("same", "png", "jpg", "tif", "npy")  # inference: output file type (tif/npy: any channel count)
 EXPORT_FORMATS = ("onnx", "torchscript")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead: CUDA graphs
 # Named sets of values for the train command's options (by option name) that the user does not type. "paper" is
@@ -61,12 +61,47 @@ class DataConfig:
                                   "so the CPU only decodes; worth it on a GPU whose data loader is CPU-bound.")
     input_augment: bool = option(False, data_kind="paired",
                                  help="Colour jitter, blur and noise on the input image only (never the target).")
+    inputs: str = option("A", data_kind="paired",
+                         help="For A/ + B/ folders: the folders stacked into the A side, matched by file stem, "
+                              "e.g. A,A_depth (RGB + one depth band: 4 channels, in that order).")
+    a_range: str = option("", help="The raw values of the A files that map to [-1, 1]: LO:HI for every band, or "
+                                   "one LO:HI per band, comma-separated (e.g. 0:10000 for reflectance) "
+                                   "[default: by dtype: 8-bit 0:255, 16-bit 0:65535, float 0:1].")
+    b_range: str = option("", help="The same for the B files.")
+    label_nc: int = option(0, min=0, data_kind="paired",
+                           help="The input is a label map of this many classes, fed as one-hot channels "
+                                "(pix2pixHD): class ids from index/grey PNGs, or colours via --label-colors or a "
+                                "palette learned from the training labels (0: the input is an image).")
+    label_colors: str = option("", data_kind="paired",
+                               help="With --label-nc: a text file of one class colour per line (R G B, class id "
+                                    "= line number) for colour-coded labels [default: learned from the training "
+                                    "labels if they are in colour].")
+    palette: list[list[int]] | None = option(
+        None, cli=False, help="The class colours used (written by the run from --label-colors or the training "
+                              "labels; none for index labels).")
 
     def problems(self) -> list[str]:
         """What is wrong with these options (empty when they can be used), checked before anything runs."""
         found = _not_in(self, layout=LAYOUTS, preprocess=PREPROCESS_MODES, augment_on=AUGMENT_ON)
         found += [f"{name} must be >= 1, got {getattr(self, name)}" for name in ("load_size", "crop_size")
                   if getattr(self, name) < 1]
+        for name in ("a_range", "b_range"):
+            try:
+                value_ranges(getattr(self, name))
+            except ValueError as err:
+                found.append(f"{name}: {err}")
+        if not self.inputs.strip() or any(not part.strip() or "/" in part for part in self.inputs.split(",")):
+            found.append(f"inputs {self.inputs!r}: give folder names separated by commas, e.g. A,A_depth")
+        if self.label_nc:
+            if self.input_augment:
+                found.append("--input-augment jitters colours, which label maps do not have: drop it with --label-nc")
+            if self.augment_on == "device":
+                found.append("--augment-on device resizes label maps with interpolation, which mixes class ids: "
+                             "use --augment-on cpu with --label-nc")
+            if self.palette is not None and len(self.palette) != self.label_nc:
+                found.append(f"the palette has {len(self.palette)} colours for --label-nc {self.label_nc}")
+        elif self.label_colors:
+            found.append("--label-colors needs --label-nc (the number of classes)")
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
             found.append(f"crop_size {self.crop_size} is larger than load_size {self.load_size}: with preprocess "
                          f"{self.preprocess} images are resized to load_size first, so the crop cannot fit "
@@ -273,6 +308,22 @@ def non_finite(config: Any, prefix: str = "") -> list[str]:
         elif isinstance(value, float) and not math.isfinite(value):
             found.append(f"{prefix}{f.name} must be a finite number, got {value}")
     return found
+
+
+def value_ranges(text: str) -> list[tuple[float, float]] | None:
+    """'LO:HI' or 'LO:HI,LO:HI,...' as (lo, hi) pairs (one for every band, or one per band); '' -> None."""
+    if not text.strip():
+        return None
+    pairs = []
+    for part in text.split(","):
+        try:
+            lo, hi = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not LO:HI (e.g. 0:10000)") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"{part.strip()!r}: LO and HI must be finite with LO < HI")
+        pairs.append((lo, hi))
+    return pairs
 
 
 def _not_in(config: Any, **choices: tuple[str, ...]) -> list[str]:

@@ -352,10 +352,11 @@ def test_to_float_uint16_scaled_to_unit_range() -> None:
     np.testing.assert_allclose(out3, rgb16 / 65535.0, rtol=1e-6)
 
 
-def test_to_float_rejects_other_channel_counts() -> None:
-    with pytest.raises(ValueError):
+def test_to_float_takes_any_band_count_it_is_given_and_refuses_a_mismatch() -> None:
+    assert to_float(_noise((2, 2, 5)), 5).shape == (2, 2, 5)
+    with pytest.raises(ImageReadError, match=r"has 3 channel.*takes 2"):
         to_float(_noise((2, 2, 3)), 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ImageReadError, match=r"has 3 channel.*takes 4"):
         to_float(_noise((2, 2, 3)), 4)
 
 

@@ -91,6 +91,9 @@ TRAININGS = [a for a in i2i_invocations() if a[:1] == ["train"] and "--init-from
 def test_every_readme_training_passes_its_dry_run(args: list[str], tmp_path: Path) -> None:
     """The README's training commands, run for real up to --dry-run (every check a run makes) on tiny data."""
     data = write_pairs(tmp_path / "pairs") if args[1] == "pix2pix" else write_unpaired(tmp_path / "unpaired")
+    if "--inputs" in args:  # stacked input folders need the A/ + B/ layout with those folders
+        more_than_rgb(tmp_path / "world")
+        data = tmp_path / "world" / "rgbd_pairs"
     result = CliRunner().invoke(main, [*substituted(args, data, tmp_path / "runs"), "--dry-run"])
     assert result.exit_code == 0, f"i2i {' '.join(args)}: {result.output}"
     assert not (tmp_path / "runs").exists()
@@ -181,11 +184,33 @@ def make_world(root: Path) -> None:
     Image.open(photos[0]).save(root / "photo.jpg")
     for clip in ("drive.mp4", "hike.mov", "dashcam/clip.mp4"):
         make_video(root / clip, n=3, size=(64, 64), audio=clip != "hike.mov")
+    more_than_rgb(root)
     save(randomise(RefUnet(3, 3, 6, 4, "batch")), root / "checkpoints/facades_label2photo_pretrained/latest_net_G.pth")
     save(randomise(RefResnet(3, 3, 4, 6, "instance")), root / "checkpoints/horse2zebra_pretrained/latest_net_G.pth")
     for side, seed in (("A", 1), ("B", 2)):
         save(randomise(RefResnet(3, 3, 4, 6, "instance"), seed), root / f"run/latest_net_G_{side}.pth")
         save(randomise(RefNLayerD(3, 4, 3, "instance"), seed), root / f"run/latest_net_D_{side}.pth")
+
+
+def more_than_rgb(root: Path) -> None:
+    """The README's "More than RGB" inputs: 4-band reflectance TIFF pairs, RGB + depth folders, colour label maps."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+    from test_channels import _rgb_depth
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        band = (rng.random((64, 64, 4)) * 10000).astype(np.uint16)
+        for side in "AB":
+            (root / "sentinel_pairs/train" / side).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / "sentinel_pairs/train" / side / f"{i}.tif", band, photometric="minisblack",
+                             planarconfig="contig")
+    _rgb_depth(root / "rgbd_pairs/train")
+    _rgb_depth(root / "new_scenes")
+    (root / "label_maps").mkdir()
+    for i in range(2):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "label_maps" / f"{i}.png")
 
 
 def run_line(command: str, root: Path) -> str:
@@ -243,3 +268,5 @@ def test_the_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (tmp_path / "facades.onnx").is_file() and (tmp_path / "winter.pt").is_file()
     assert (tmp_path / "results_page" / "index.html").is_file()
     assert (tmp_path / "checkpoints" / "facades_pix2pix" / "eval_val.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "rgbd_out").glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+    assert len(list((tmp_path / "label_photos").glob("*.png"))) == 2

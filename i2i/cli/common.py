@@ -20,7 +20,7 @@ from i2i.data.io import printable
 EXIT_INPUTS_FAILED = 3
 EXIT_INTERRUPTED = 130
 POSITIVE = click.IntRange(min=1)
-CHANNELS = click.IntRange(1, 3)
+CHANNELS = click.IntRange(min=1)
 T, D = TrainConfig, DataConfig  # defaults below are read from these
 
 

@@ -145,7 +145,10 @@ def model_command(name: str, model_cls: type[Model]) -> click.Command:
     @apply([*training_options(model_cls), *model_options(model_cls)])
     def command(**opts: Any) -> None:
         opts, chosen = with_source_options(name, opts)
-        opts = model_cls.resolve_options(opts, chosen)
+        try:
+            opts = model_cls.resolve_options(opts, chosen)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from err
         if opts.get("d_norm", "") is None and "norm" in chosen:  # a chosen --norm carries to the discriminator
             chosen.add("d_norm")
         try:

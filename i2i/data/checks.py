@@ -38,9 +38,11 @@ def check_value_range(value_range: tuple[float, float], name: str = "value_range
     return lo, hi
 
 
-def check_array(array: object, value_range: tuple[float, float] | None = None) -> tuple[float, float] | None:
+def check_array(array: object, value_range: tuple[float, float] | None = None, channels: int | None = None,
+                ) -> tuple[float, float] | None:
     """Raise TypeError/ValueError unless `array` is an image array i2i translates; returns the value range of a
-    float array ([0, 1] unless `value_range` says otherwise), None for integer arrays."""
+    float array ([0, 1] unless `value_range` says otherwise), None for integer arrays. `channels`: the model's
+    input channels; an array of that many bands is accepted whatever the count."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(array).__name__}")
     if array.dtype.name not in ARRAY_DTYPES:
@@ -53,12 +55,14 @@ def check_array(array: object, value_range: tuple[float, float] | None = None) -
     if array.size == 0:
         raise ValueError(f"an empty array (shape {_shape(array.shape)}) is not an image: expected {ARRAY_SHAPES} "
                          "with H, W >= 1")
-    if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4):
+    fits = channels is not None and array.ndim == 3 and array.shape[2] == channels
+    if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4) and not fits:
         hint = ""
         if array.shape[0] in (1, 2, 3, 4):
             hint = "; this looks like a CxHxW array: pass array.transpose(1, 2, 0)"
+        wanted = ARRAY_SHAPES if channels in (None, 1, 3) else f"HxWx{channels} (the model's input channels)"
         raise ValueError(f"an array of shape {_shape(array.shape)} has {array.shape[2]} channels: expected "
-                         f"{ARRAY_SHAPES}{hint}")
+                         f"{wanted}{hint}")
     if array.dtype.kind != "f":
         if value_range is not None:
             raise ValueError(f"value_range applies to float arrays; a {array.dtype} array's range is fixed")

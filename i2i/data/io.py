@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import secrets
 import stat
@@ -17,12 +18,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+ARRAY_EXTENSIONS = (".npy", ".npz")  # HxW or HxWxC arrays of any band count (numpy's own format, never pickles)
+READ_EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
 # Formats whose files may hold several frames: such files are refused, never reduced to their first frame.
 # (MPO, a JPEG with a second picture such as a depth map, is read as its primary picture like any JPEG.)
 MULTI_FRAME_FORMATS = ("GIF", "PNG", "TIFF", "WEBP")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+log = logging.getLogger(__name__)
 
 
 class ImageReadError(OSError):
@@ -36,8 +42,8 @@ def printable(text: object) -> str:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    """True when the file name has an image extension we can read."""
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+    """True when the file name has an image (or array) extension we can read."""
+    return str(path).lower().endswith(READ_EXTENSIONS)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
@@ -50,13 +56,18 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     )
 
 
-def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> np.ndarray:
-    """Decode an image file to an HxWxC array (C in 1..4), uint8 or uint16, EXIF orientation applied.
+def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = None, indices: bool = False,
+               ) -> np.ndarray:
+    """Decode an image or array file to an HxWxC array, EXIF orientation applied.
 
-    Grayscale, palette, RGBA, CMYK and 16-bit files are all accepted; palette and CMYK images are
-    converted to RGB(A). Float images (32-bit TIFF) are read as values in [0, 1] and returned as 16-bit;
-    values outside [0, 1] are clipped and `warn` is called with a message naming the file (default: a
-    Python warning). Raises ImageReadError naming the path when the file cannot be decoded: not a regular
+    Grayscale, palette, RGBA, CMYK and 16-bit files are all accepted, as uint8 or uint16; palette and CMYK
+    images are converted to RGB(A). Float images with 1, 3 or 4 channels (32-bit TIFF) are read as values in
+    [0, 1] and returned as 16-bit; values outside [0, 1] are clipped and `warn` is called with a message
+    naming the file (default: a Python warning). Multi-band TIFFs (several bands that are not RGB(A)) and
+    .npy/.npz arrays keep every band and their dtype: uint8/uint16 as they are, other numbers as float32
+    (their value range is the dataset's --a-range/--b-range). `indices`: a palette image gives its palette
+    indices (HxWx1, for label maps) instead of colours. Raises ImageReadError naming the path when the file
+    cannot be decoded: not a regular
     file (a FIFO is never opened), not an image, truncated, too large, or an animated/multi-page image
     (several frames are refused rather than silently reduced to the first).
     """
@@ -69,8 +80,10 @@ def read_image(path: str | os.PathLike, warn: Callable[[str], None] | None = Non
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
             with os.fdopen(fd, "rb") as f:
                 kind = _not_regular(os.fstat(f.fileno()).st_mode)
-                if kind is None:
-                    array = _decode(f, clipped)  # streamed: a huge or sparse file is never read whole first
+                if kind is None and path.suffix.lower() in ARRAY_EXTENSIONS:
+                    array = _decode_array(f, path.suffix.lower())
+                elif kind is None:
+                    array = _decode(f, clipped, indices)  # streamed: a huge or sparse file is never read whole first
         if kind is not None:
             raise ImageReadError(f"cannot read image {path}: not a regular file ({kind})")
     except ImageReadError:
@@ -127,7 +140,7 @@ def _not_regular(mode: int) -> str | None:
     return next((name for test, name in kinds.items() if test(mode)), "a special file")
 
 
-def _decode(f: BinaryIO, clipped: list[str]) -> np.ndarray:
+def _decode(f: BinaryIO, clipped: list[str], indices: bool = False) -> np.ndarray:
     head = f.read(32)
     f.seek(0)
 
@@ -135,6 +148,11 @@ def _decode(f: BinaryIO, clipped: list[str]) -> np.ndarray:
         f.seek(0)
         return f.read()
 
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        bands = _multiband_tiff(f)
+        if bands is not None:
+            return bands
+        f.seek(0)
     try:
         img = Image.open(f)
     except UnidentifiedImageError:
@@ -152,7 +170,62 @@ def _decode(f: BinaryIO, clipped: list[str]) -> np.ndarray:
             return _apply_orientation(deep, _orientation(img))
         if img.mode == "F":
             return _unit_float_to_uint16(np.asarray(_exif_transposed(img)), clipped)
+        if indices and img.mode == "P":
+            return np.asarray(_exif_transposed(img))
         return pil_to_array(_exif_transposed(img))
+
+
+def _multiband_tiff(f: BinaryIO) -> np.ndarray | None:
+    """The bands of a TIFF that is not a plain gray/RGB(A) picture (several gray bands, more than 4 samples, or
+    numbers other than 8/16-bit unsigned), read with tifffile; None for the TIFFs PIL and OpenCV read."""
+    import tifffile
+
+    with tifffile.TiffFile(f, name="image.tif") as tif:
+        series = tif.series
+        if len(tif.pages) > 1 and (len(series) != 1 or len(series[0].shape) > 3):
+            raise MultiFrameError(f"it holds {len(tif.pages)} pages (a multi-page TIFF); i2i translates single "
+                                  "pictures: one file per picture, bands as samples (HxWxC)")
+        page = tif.pages[0]
+        samples, dtype = page.samplesperpixel, np.dtype(page.dtype)
+        photometric = int(page.photometric)
+        plain = (photometric in (0, 1) and samples == 1) or (photometric == 2 and samples in (3, 4)) or \
+            photometric not in (0, 1, 2)  # palette, CMYK, YCbCr...: PIL converts them
+        if plain and (dtype in (np.uint8, np.uint16) or (dtype.kind == "f" and samples in (1, 3, 4))):
+            return None
+        array = series[0].asarray() if len(tif.pages) > 1 else page.asarray()
+    if array.ndim == 3 and page.planarconfig == 2 and array.shape[0] == samples:  # bands stored plane by plane
+        array = np.moveaxis(array, 0, -1)
+    return _as_bands(array)
+
+
+def _decode_array(f: BinaryIO, ext: str) -> np.ndarray:
+    """An .npy array, or the one array of an .npz file, as HxW[xC] (never unpickles: object arrays are refused)."""
+    if ext == ".npz":
+        with np.load(f, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if len(names) != 1:
+                raise ValueError(f"an .npz file for i2i holds one array; this one holds {len(names)}: "
+                                 f"{', '.join(names[:5]) or 'none'}")
+            array = archive[names[0]]
+    else:
+        array = np.load(f, allow_pickle=False)
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise ValueError(f"an array of shape {array.shape} is not an HxW or HxWxC image")
+    return _as_bands(array)
+
+
+def _as_bands(array: np.ndarray) -> np.ndarray:
+    """uint8/uint16 as they are, bool as uint8, any other number as float32 (NaN and infinity refused)."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"arrays of dtype {array.dtype} hold no pixel values")
+    out = array.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"it holds NaN or infinite values ({int((~np.isfinite(out)).sum())} of {out.size})")
+    return out
 
 
 def _unit_float_to_uint16(array: np.ndarray, clipped: list[str]) -> np.ndarray:
@@ -230,34 +303,107 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, ...
 
 
-def to_float(array: np.ndarray, channels: int) -> np.ndarray:
-    """Convert an HxWxC uint8/uint16 array to float32 in [0, 1] with exactly `channels` (1 or 3) channels.
+def to_float(array: np.ndarray, channels: int, ranges: list[tuple[float, float]] | None = None,
+             source: object = "the image") -> np.ndarray:
+    """Convert an HxWxC array to float32 in [0, 1] with exactly `channels` channels.
 
-    Alpha is dropped; RGB to gray uses ITU-R 601 luma (as PIL's "L"); gray to RGB repeats the channel.
+    `ranges`: the raw values each band maps to [0, 1], one (lo, hi) for every band or one per band; by default
+    the dtype's (uint8 0..255, uint16 0..65535, float 0..1). Values outside are clipped, with a warning naming
+    `source`. A picture with another channel count is adapted where that is unambiguous: alpha is dropped, RGB
+    to gray uses ITU-R 601 luma (as PIL's "L"), gray to RGB repeats the channel; any other mismatch raises
+    ImageReadError naming `source` and both counts.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    scale = 65535.0 if array.dtype == np.uint16 else 255.0
-    x = array.astype(np.float32) / scale
-    if x.shape[2] in (2, 4):  # drop alpha
-        x = x[:, :, :-1]
-    if channels == 1 and x.shape[2] == 3:
-        x = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        x = x[:, :, None]
-    elif channels == 3 and x.shape[2] == 1:
-        x = np.repeat(x, 3, axis=2)
+    bands = array.shape[2]
+    adaptable = channels in (1, 3) and bands in (1, 2, 3, 4)
+    if bands != channels and not adaptable:
+        raise ImageReadError(f"{source} has {bands} channel(s); the model takes {channels}")
+    x = _unit(array, ranges, source)
+    if bands != channels:
+        if bands in (2, 4):  # drop alpha
+            x = x[:, :, :-1]
+        if channels == 1 and x.shape[2] == 3:
+            x = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+        elif channels == 3 and x.shape[2] == 1:
+            x = np.repeat(x, 3, axis=2)
     return np.ascontiguousarray(x)
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> None:
-    """Write an HxW or HxWxC uint8/uint16 array atomically: a temp file in the same folder, then rename.
+def _unit(array: np.ndarray, ranges: list[tuple[float, float]] | None, source: object) -> np.ndarray:
+    """`array` scaled band by band from its value range to [0, 1] (see to_float)."""
+    bands = array.shape[2]
+    if ranges is None:
+        if array.dtype in (np.uint8, np.uint16):  # always within range: no check needed
+            return array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0)
+        ranges = [(0.0, 1.0)]
+    if len(ranges) not in (1, bands):
+        raise ImageReadError(f"{source} has {bands} band(s) but {len(ranges)} value ranges were given (give one "
+                             "LO:HI for every band, or one per band)")
+    lo = np.array([r[0] for r in ranges], dtype=np.float32)
+    span = np.array([r[1] - r[0] for r in ranges], dtype=np.float32)
+    x = (array.astype(np.float32) - lo) / span
+    low, high = float(x.min()), float(x.max())
+    if low < -1e-4 or high > 1 + 1e-4:
+        raw_lo, raw_hi = float(array.min()), float(array.max())
+        log.warning("%s: values [%.6g, %.6g] lie outside the value range %s and are clipped (set --a-range/"
+                    "--b-range)", printable(source), raw_lo, raw_hi,
+                    ",".join(f"{a:g}:{b:g}" for a, b in ranges))
+    return np.clip(x, 0.0, 1.0)
 
-    The format follows the extension; 16-bit arrays need PNG or TIFF. A reader never sees a
+
+def stack_parts(parts: list[np.ndarray], ranges: list[tuple[float, float]] | None = None,
+                source: object = "the image") -> np.ndarray:
+    """Several arrays of one picture (RGB, a depth band...) as one HxWxN float32 array in [0, 1], in order: each
+    part scaled by its own dtype's range, or by `ranges` (one for every band, or one per band of the stack)."""
+    bands = [p.shape[2] for p in parts]
+    if ranges is not None and len(ranges) == sum(bands):
+        edges = np.cumsum([0, *bands])
+        per_part = [ranges[edges[i] : edges[i + 1]] for i in range(len(parts))]
+    else:
+        per_part = [ranges] * len(parts)
+    return np.concatenate([_unit(p, r, source) for p, r in zip(parts, per_part, strict=True)], axis=2)
+
+
+def preview(array: np.ndarray) -> np.ndarray:
+    """Something to look at: a 1- to 4-band uint8/uint16 array as it is; any other array's first three bands
+    (or its first) as uint8, stretched from its own min..max."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] <= 4 and array.dtype in (np.uint8, np.uint16):
+        return array
+    x = array[:, :, :3] if array.shape[2] >= 3 else array[:, :, :1]
+    x = x.astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    return np.round((x - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+
+
+def from_unit(x: np.ndarray, dtype: np.dtype, ranges: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """The inverse of to_float's scaling: HxWxC floats in [0, 1] -> `dtype` values in `ranges` (default: the
+    dtype's), rounded for integer dtypes."""
+    dtype = np.dtype(dtype)
+    if ranges is None:
+        ranges = [(0.0, 65535.0 if dtype == np.uint16 else 255.0 if dtype == np.uint8 else 1.0)]
+    lo = np.array([r[0] for r in ranges], dtype=np.float64)
+    span = np.array([r[1] - r[0] for r in ranges], dtype=np.float64)
+    values = np.clip(x, 0.0, 1.0).astype(np.float64) * span + lo
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> None:
+    """Write an HxW or HxWxC array atomically: a temp file in the same folder, then rename.
+
+    The format follows the extension; 16-bit arrays need PNG or TIFF. TIFF and .npy also take any band count
+    and float32 (what `read_image` gives back for multi-band files). A reader never sees a
     half-written file, and a crash leaves any earlier file at `path` untouched.
     """
     path = Path(path)
     make_parent(path)
     ext = path.suffix.lower()
+    if ext in (".npy", ".tif", ".tiff") and (ext == ".npy" or _needs_tifffile(array)):
+        atomic_write_bytes(path, _array_bytes(array, ext))
+        return
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.dtype == np.uint16:
@@ -292,6 +438,25 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
     else:
         raise TypeError(f"write_image needs uint8 or uint16, got {array.dtype}")
     atomic_write_bytes(path, payload)
+
+
+def _needs_tifffile(array: np.ndarray) -> bool:
+    """Arrays the ordinary image writers cannot hold: a band count other than 1, 3, 4, or numbers other than
+    uint8/uint16."""
+    bands = 1 if array.ndim == 2 else array.shape[2]
+    return bands not in (1, 3, 4) or array.dtype not in (np.uint8, np.uint16)
+
+
+def _array_bytes(array: np.ndarray, ext: str) -> bytes:
+    out = io.BytesIO()
+    if ext == ".npy":
+        np.save(out, np.ascontiguousarray(array), allow_pickle=False)
+    else:
+        import tifffile
+
+        tifffile.imwrite(out, np.ascontiguousarray(array), photometric="minisblack",
+                         planarconfig="contig" if array.ndim == 3 else None, compression="zlib")
+    return out.getvalue()
 
 
 def make_parent(path: Path) -> None:

@@ -41,8 +41,9 @@ def detect_layout(folder: Path) -> str:
                     "with matching file names")
 
 
-def match_pairs(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
-    """Pair files of two folders by stem (recursively); every A needs its B and vice versa."""
+def match_pairs(*folders: Path) -> list[tuple[Path, ...]]:
+    """Match the files of `folders` by stem (recursively), one file from each per item: A/ and B/, and any extra
+    input folders stacked into A (A_depth/ ...). Every stem needs its file in every folder."""
     def by_stem(folder: Path) -> dict[str, Path]:
         stems: dict[str, Path] = {}
         for p in list_images(folder, recursive=True):
@@ -53,22 +54,23 @@ def match_pairs(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
             stems[stem] = p
         return stems
 
-    a, b = by_stem(folder_a), by_stem(folder_b)
-    if not a:
-        raise DataError(f"no images in {folder_a}")
-    if not b:
-        raise DataError(f"no images in {folder_b}")
+    found = [by_stem(folder) for folder in folders]
+    for folder, stems in zip(folders, found, strict=True):
+        if not stems:
+            raise DataError(f"no images in {folder}")
     problems = []
-    for name, mine, other, folder in (("A", a, b, folder_b), ("B", b, a, folder_a)):
-        missing = sorted(set(mine) - set(other))
-        if missing:
+    for folder, mine in zip(folders, found, strict=True):
+        for other_folder, other in zip(folders, found, strict=True):
+            missing = sorted(set(mine) - set(other))
+            if other is mine or not missing:
+                continue
             listed = ", ".join(str(mine[s]) for s in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            problems.append(f"{len(missing)} {name} image(s) have no partner with the same name in {folder}: "
-                            f"{listed}{more}")
-    if problems:  # both sides, so one look shows a renamed file's two names
+            problems.append(f"{len(missing)} {folder.name} image(s) have no partner with the same name in "
+                            f"{other_folder}: {listed}{more}")
+    if problems:  # every side, so one look shows a renamed file's names
         raise DataError("; ".join(problems))
-    return [(a[s], b[s]) for s in sorted(a)]
+    return [tuple(stems[s] for stems in found) for s in sorted(found[0])]
 
 
 def domain_folder(root: str | Path, split: str, domain: str) -> Path:

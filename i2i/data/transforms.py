@@ -12,10 +12,11 @@ from i2i.runtime.process import import_offline
 A = import_offline("albumentations")  # without its network version check
 
 
-class ScaleWidth(A.ImageOnlyTransform):
+class ScaleWidth(A.DualTransform):
     """Resize so the width is `width`, keeping the aspect ratio, but never below `min_height` in height.
 
-    Deterministic, so every image target of a sample gets the same size.
+    Deterministic, so every image target of a sample gets the same size; a mask (class ids) is resized by
+    nearest neighbour, never interpolated.
     """
 
     def __init__(self, width: int, min_height: int = 0, p: float = 1.0) -> None:
@@ -27,8 +28,21 @@ class ScaleWidth(A.ImageOnlyTransform):
         height = max(round(self.width * h / w), self.min_height)
         if (h, w) == (height, self.width):
             return img
-        out = cv2.resize(img, (self.width, height), interpolation=cv2.INTER_CUBIC)
-        return out[:, :, None] if out.ndim == 2 else out
+        return _resized(img, self.width, height, cv2.INTER_CUBIC)
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        h, w = mask.shape[:2]
+        height = max(round(self.width * h / w), self.min_height)
+        return mask if (h, w) == (height, self.width) else _resized(mask, self.width, height, cv2.INTER_NEAREST)
+
+
+def _resized(img: np.ndarray, width: int, height: int, interpolation: int) -> np.ndarray:
+    """cv2.resize that keeps a trailing channel axis of 1 and any channel count (OpenCV resizes at most 512)."""
+    if img.ndim == 3 and img.shape[2] > 4:  # band by band: some OpenCV builds limit the channels per call
+        return np.stack([cv2.resize(img[:, :, c], (width, height), interpolation=interpolation)
+                         for c in range(img.shape[2])], axis=2)
+    out = cv2.resize(img, (width, height), interpolation=interpolation)
+    return out[:, :, None] if out.ndim == 2 and img.ndim == 3 else out
 
 
 def geometry(cfg: DataConfig, train: bool) -> list[A.BasicTransform]:

@@ -32,6 +32,7 @@ class UnpairedDataset(Dataset):
         transform: Callable[..., dict] | None = None,
         serial: bool = False,
         strict: bool = False,
+        ranges: dict[str, list[tuple[float, float]] | None] | None = None,
     ) -> None:
         self.files: dict[str, list[Path]] = {}
         for domain in ("A", "B"):
@@ -40,6 +41,7 @@ class UnpairedDataset(Dataset):
             if not self.files[domain]:
                 raise DataError(f"no images in {folder}")
         self.channels = {"A": a_channels, "B": b_channels}
+        self.ranges = ranges or {"A": None, "B": None}  # each domain's raw value range per band (io.to_float)
         self.transform, self.serial, self.strict = transform, serial, strict
 
     def __len__(self) -> int:
@@ -51,7 +53,8 @@ class UnpairedDataset(Dataset):
 
     def _load(self, domain: str, index: int, seed: int) -> dict[str, torch.Tensor]:
         """{domain: image} plus, when the transform defers it to the device, {"geometry:" + domain: ...}."""
-        x = to_float(read_image(self.files[domain][index]), self.channels[domain])
+        path = self.files[domain][index]
+        x = to_float(read_image(path), self.channels[domain], self.ranges[domain], source=path)
         if self.transform is None:
             return {domain: to_tensor(x)}
         self.transform.set_random_seed(seed)

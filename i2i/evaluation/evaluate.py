@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from i2i.data.io import ImageReadError, list_images, write_image
+from i2i.config import DataConfig
+from i2i.data.io import ImageReadError, list_images, preview, write_image
+from i2i.data.labels import colour_map
 from i2i.data.layout import resolve_split
 from i2i.evaluation.checkerboard import checkerboard_score
 from i2i.evaluation.fid import distribution_metrics_unavailable, distribution_scores
@@ -75,9 +77,15 @@ def evaluate_run(checkpoint: str | Path, data_root: str | Path, *, split: str = 
         result: dict[str, Any] = {"split": split, "direction": translator.direction, "paired": not unpaired,
                                   "n": len(list_images(outputs, recursive=True)), "failed": failed}
         per_image: dict[str, dict[str, Any]] = {}
-        result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid, per_image=per_image)
+        rgb = translator.out_channels in (1, 3)  # FID/KID's Inception network sees photos
+        result["model"] = score_folders(outputs, targets, paired=not unpaired, fid=fid and rgb, per_image=per_image)
+        if fid and not rgb:
+            result["model"]["fid_unavailable"] = (f"FID/KID need gray or RGB images; this model gives "
+                                                  f"{translator.out_channels} channels")
+        # the inputs as outputs ("identity") only where they are images of the outputs' kind
+        baseline = baseline and not translator.label_nc and translator.in_channels == translator.out_channels
         if baseline:
-            result["identity"] = score_folders(inputs, targets, paired=not unpaired, fid=fid)
+            result["identity"] = score_folders(inputs, targets, paired=not unpaired, fid=fid and rgb)
         if html is not None:
             columns = {"input": inputs, "output": outputs} | ({} if unpaired else {"target": targets})
             results_page(html, columns, result, per_image, title=f"i2i eval {checkpoint}")
@@ -104,26 +112,44 @@ def _write_paired_split(translator: Translator, root: Path, split: str, inputs: 
     the items that could not be read, which are left out."""
     from i2i.data.paired import PairedDataset
 
-    dataset = PairedDataset(root, split=split, layout=translator.cfg.data.layout,
-                            direction=translator.data_spec.direction)
+    data = translator.cfg.data
+    dataset = PairedDataset(root, split=split, layout=data.layout, direction=translator.data_spec.direction,
+                            in_channels=data.label_nc or translator.in_channels, inputs=tuple(data.inputs.split(",")),
+                            label_nc=data.label_nc, palette=data.palette)
 
     failed: list[str] = []
+    stacked = len(dataset.inputs) > 1 and not dataset.swap  # the translator takes the parts, each in its range
 
-    def sources() -> Iterator[tuple[np.ndarray, str]]:
+    def sources() -> Iterator[tuple[np.ndarray | tuple[np.ndarray, ...], str]]:
         for index in range(len(dataset)):
             try:
                 source, target = dataset.source_target(index)
+                parts = dataset.read_parts(index)[0] if stacked else source
             except ImageReadError as err:
                 failed.append(str(err))
                 continue
-            name = f"{dataset.name(index)}.png"
-            write_image(inputs / name, source)
-            write_image(targets / name, target)
-            yield source, name
+            name = dataset.name(index)
+            write_image(inputs / f"{name}.png", preview(source) if not data.label_nc else colour_labels(source, data))
+            write_image(targets / (name + _extension(target)), target)
+            yield parts, name
 
     for out, name in translator.translate_stream(sources(), batch_size=batch_size):
-        write_image(outputs / name, out)
+        write_image(outputs / (name + _extension(out)), out)
     return failed
+
+
+def _extension(array: np.ndarray) -> str:
+    """.png for what PNG holds (1-4 bands of 8 or 16 bits), .tif for any other band count or float."""
+    bands = 1 if array.ndim == 2 else array.shape[2]
+    return ".png" if bands <= 4 and array.dtype in (np.uint8, np.uint16) else ".tif"
+
+
+def colour_labels(ids: np.ndarray, data: DataConfig) -> np.ndarray:
+    """Class ids as the run's class colours (or distinct display colours for index labels), ids >= K black."""
+    colours = np.array(data.palette, dtype=np.uint8) if data.palette is not None else colour_map(data.label_nc)
+    table = np.zeros((max(int(ids.max()) + 1, data.label_nc), 3), dtype=np.uint8)
+    table[: data.label_nc] = colours
+    return table[ids]
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -59,6 +59,17 @@ class Pix2Pix(Model):
   torchrun --standalone --nproc_per_node 4 -m i2i train pix2pix --data my_pairs   # 4 GPUs, one process each"""
 
     @classmethod
+    def resolve_options(cls, opts: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+        """--label-nc K feeds K one-hot channels: the input channels follow unless typed."""
+        label_nc = opts.get("label_nc") or 0
+        if label_nc and "input_channels" not in keep:
+            return opts | {"input_channels": label_nc}
+        if label_nc and opts["input_channels"] != label_nc:
+            raise ValueError(f"--label-nc {label_nc} feeds {label_nc} one-hot channels, but --input-channels is "
+                             f"{opts['input_channels']}: drop --input-channels (it follows --label-nc)")
+        return opts
+
+    @classmethod
     def config_from_options(cls, opts: dict[str, Any]) -> Pix2PixConfig:
         g = generator_from_options(opts, opts["input_channels"], opts["output_channels"])
         return from_options(Pix2PixConfig, opts, generator=g,

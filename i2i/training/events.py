@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from i2i.data.labels import colour_map
 from i2i.data.tensors import to_image
 from i2i.training.finite import check_losses
 from i2i.training.validation import default_best_metric, higher_is_better
@@ -45,8 +46,21 @@ def sample_grid(images: dict[str, torch.Tensor], max_rows: int = 4) -> np.ndarra
     from torchvision.utils import make_grid
 
     n = min(max_rows, next(iter(images.values())).shape[0])
-    tiles = [img[i].expand(3, -1, -1) if img.shape[1] == 1 else img[i] for i in range(n) for img in images.values()]
+    tiles = [shown(img[i]) for i in range(n) for img in images.values()]
     return to_image(make_grid(torch.stack(tiles), nrow=len(images), padding=0))
+
+
+def shown(image: torch.Tensor) -> torch.Tensor:
+    """A CxHxW image in [-1, 1] as RGB to look at: gray repeated; one-hot label channels in class colours; any other
+    channel count by its first three channels (or its first)."""
+    channels = image.shape[0]
+    if channels == 3:
+        return image
+    if channels > 3 and bool(((image == 1) | (image == -1)).all()):  # one-hot: at most one class per pixel
+        colours = torch.from_numpy(colour_map(channels)).float() / 127.5 - 1
+        ids = image.argmax(0)
+        return torch.where((image == 1).any(0), colours[ids].permute(2, 0, 1), -torch.ones(3, *ids.shape))
+    return image[:3] if channels > 3 else image[:1].expand(3, -1, -1)
 
 
 class RunEvents:

@@ -80,9 +80,9 @@ def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
     """Crops the generators cannot take and channel counts the data cannot be read as, each naming its options."""
     spec = model.data_spec()
     problems = []
-    if any(c not in (1, 3) for c in spec.channels):
-        problems.append(f"{CHANNEL_OPTIONS[spec.kind]} must each be 1 (gray) or 3 (RGB), got {spec.channels[0]} and "
-                        f"{spec.channels[1]}")
+    if cfg.data.label_nc and spec.channels[0] != cfg.data.label_nc:
+        problems.append(f"--label-nc {cfg.data.label_nc} feeds that many one-hot channels, but the generator takes "
+                        f"{spec.channels[0]} ({CHANNEL_OPTIONS[spec.kind]})")
     crop = cfg.data.crop_size
     if cfg.data.preprocess not in CROPPING:
         return problems

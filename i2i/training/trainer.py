@@ -25,7 +25,7 @@ from i2i.checkpoint.weights import (
     unwrap,
 )
 from i2i.config import RunConfig, apply_recipe
-from i2i.data import make_dataset
+from i2i.data import make_dataset, with_palette
 from i2i.data.device_augment import DeviceAugment
 from i2i.data.layout import DataError
 from i2i.data.stream import BatchStream
@@ -127,6 +127,11 @@ class Trainer(CheckpointState, RunEvents):
         seed_everything(t.seed)
         self.model = build_in_background(cfg)
         check_options(cfg, self.model, resume)
+        if cfg.data.label_nc:  # the class colours are part of the run: recorded in config.json and checkpoints
+            try:
+                cfg = self.cfg = dataclasses.replace(cfg, data=with_palette(cfg.data, self.model.data_spec()))
+            except (ValueError, OSError) as err:
+                raise RunError(f"--label-nc: {err}") from err
         self.resume = resume
         self._claim()
         self.dist.agree(self.resume_from and self.resume_from.name, "the checkpoint to resume",

@@ -79,7 +79,7 @@ def _summary_on_interrupt(summary: DirSummary, started: float) -> Iterator[None]
 
 
 def translate_file(translate: Translate, src: str | Path, dst: str | Path, overwrite: bool = False,
-                   strict: bool = False, video: VideoOptions | None = None) -> DirSummary:
+                   strict: bool = False, video: VideoOptions | None = None, indices: bool = False) -> DirSummary:
     """Translate one image or video file into the file `dst` (its extension picks the format).
 
     An input that cannot be read, or an output that cannot be written, is counted in `failed` (raised as
@@ -105,7 +105,7 @@ def translate_file(translate: Translate, src: str | Path, dst: str | Path, overw
             _translate_video(translate, src, dst, video or VideoOptions(), summary, fail, progress=False)
         else:
             try:
-                array = read_image(src, warn=_clip_warner(summary))
+                array = read_image(src, warn=_clip_warner(summary), indices=indices)
             except ImageReadError as err:
                 fail(str(err))
             else:
@@ -123,7 +123,7 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
                    overwrite: bool = False, strict: bool = False, allow_inside_input: bool = False,
                    io_threads: int = 2, read_ahead: int = 8, progress: bool = True,
                    shard: tuple[int, int] | None = None, video: VideoOptions | None = None,
-                   made_by: MadeBy | None = None) -> DirSummary:
+                   made_by: MadeBy | None = None, indices: bool = False) -> DirSummary:
     """Translate a file or a whole tree into `dst`, mirroring relative paths and names.
 
     Every file is accounted for: translated, skipped (its output exists: a killed run resumes; `overwrite`
@@ -213,7 +213,7 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
 
         with ThreadPoolExecutor(max_workers=max(1, io_threads)) as pool:
             def decoded() -> Iterator[tuple[np.ndarray, Path]]:
-                read = lambda job: read_image(job[0], warn=clip_warn)  # noqa: E731
+                read = lambda job: read_image(job[0], warn=clip_warn, indices=indices)  # noqa: E731
                 for (_, out_path), future in prefetch(pool, read, jobs, read_ahead):
                     try:
                         yield future.result(), out_path
@@ -241,6 +241,61 @@ def translate_tree(translate: Translate, src: str | Path, dst: str | Path, *, fm
                 fail(f"{source}: its output folder {out.parent} leads outside the output folder; not written")
             else:
                 _translate_video(translate, source, out, video or VideoOptions(), summary, fail, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def translate_stacked(translate: Translate, src: str | Path, dst: str | Path, inputs: tuple[str, ...], *,
+                      fmt: str = "same", overwrite: bool = False, strict: bool = False, progress: bool = True,
+                      ) -> DirSummary:
+    """Translate inputs stacked from several folders: SRC/<inputs[0]>/, SRC/<inputs[1]>/, ... matched by file
+    stem (other folders under SRC, such as B/, are left alone) into DST/<stem>.<ext>, the extension that of the
+    first part's file (or `fmt`). A stem that lacks one of its parts raises ValueError naming them all."""
+    from i2i.data.layout import DataError, match_pairs
+
+    src, dst = Path(src), Path(dst)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    folders = [src / name for name in inputs]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ValueError(f"the model stacks {', '.join(inputs)} into its input: expected the folder(s) "
+                         f"{', '.join(missing)}")
+    try:
+        items = match_pairs(*folders)
+    except DataError as err:
+        raise ValueError(str(err)) from err
+    if dst.resolve() in [f.resolve() for f in folders] or any(f.resolve() in dst.resolve().parents for f in folders):
+        raise ValueError(f"refusing to write into the input folders under {src}: pick another output folder")
+    summary, started = DirSummary(), time.perf_counter()
+    fail = _Failures(summary, strict)
+    dst.mkdir(parents=True, exist_ok=True)
+    check_writable(dst)
+
+    def parts() -> Iterator[tuple[tuple[np.ndarray, ...], Path]]:
+        for paths in tqdm(items, desc="translate", unit="img", disable=not progress):
+            out = output_path(paths[0], folders[0], dst, fmt)
+            if out.exists() and not overwrite:
+                summary.skipped += 1
+                continue
+            try:
+                arrays = tuple(read_image(p) for p in paths)
+            except ImageReadError as err:
+                fail(str(err))
+                continue
+            if any(a.shape[:2] != arrays[0].shape[:2] for a in arrays):
+                fail(f"the parts of {paths[0].stem} differ in size: "
+                     + ", ".join(f"{p} {a.shape[1]}x{a.shape[0]}" for p, a in zip(paths, arrays, strict=True)))
+                continue
+            yield arrays, out
+
+    with _summary_on_interrupt(summary, started):
+        for out, path in translate(parts()):
+            try:
+                write_output(path, out)
+                summary.translated += 1
+            except (OSError, ValueError) as err:
+                fail(f"cannot write {path}: {err}")
     summary.seconds = time.perf_counter() - started
     return summary
 

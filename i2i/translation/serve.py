@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from i2i.checkpoint.weights import resolve_checkpoint
 from i2i.config import ServeConfig
-from i2i.data.io import ImageReadError, convert_depth, list_images, read_image, write_image
+from i2i.data.io import ImageReadError, convert_depth, list_images, preview, read_image, write_image
 from i2i.translation.translator import Translator, run_directions
 
 try:
@@ -118,7 +118,9 @@ def load_runs(runs: Sequence[Path], config: ServeConfig, work: Path) -> dict[str
 
 
 def displayable(array: np.ndarray) -> np.ndarray:
-    """An HxW or HxWx3/4 uint8 array a browser shows (16-bit images reduced to 8 bits for the page)."""
+    """An HxW or HxWx3/4 uint8 array a browser shows (16-bit images reduced to 8 bits for the page; other band
+    counts and floats by their first three bands, stretched: io.preview)."""
+    array = preview(array)
     if array.dtype != np.uint8:
         array = convert_depth(array, np.dtype(np.uint8))
     if array.ndim == 3 and array.shape[2] == 1:

@@ -22,10 +22,11 @@ from i2i.checkpoint.weights import (
     read_metadata,
     resolve_checkpoint,
 )
-from i2i.config import SIZE_MODES, RunConfig
+from i2i.config import SIZE_MODES, RunConfig, value_ranges
 from i2i.data import DataSpec
 from i2i.data.checks import check_array, check_tensor
-from i2i.data.io import convert_depth, pil_to_array, read_image, to_float
+from i2i.data.io import convert_depth, from_unit, pil_to_array, read_image, stack_parts, to_float
+from i2i.data.labels import class_ids, one_hot
 from i2i.data.tensors import to_image, to_tensor
 from i2i.models import MODELS, run_config_from_dict
 from i2i.models.ema import EMA_SUFFIX
@@ -192,6 +193,13 @@ class Translator:
                 if isinstance(m, nn.Dropout):
                     m.train()
         self.in_channels, self.out_channels = gen_cfg.in_channels, gen_cfg.out_channels
+        # what the run's data were: each side's value ranges, stacked input folders, label maps (config.DataConfig)
+        data, source_side, target_side = cfg.data, direction[0], direction[-1]
+        ranges = {"A": value_ranges(data.a_range), "B": value_ranges(data.b_range)}
+        self.in_ranges, self.out_ranges = ranges[source_side], ranges[target_side]
+        self.inputs = tuple(data.inputs.split(",")) if source_side == "A" else ("B",)
+        self.label_nc = data.label_nc if data_spec is None or data_spec.kind == "paired" else 0
+        self.palette = None if data.palette is None else np.array(data.palette, dtype=np.uint8)
         self.multiple = generator.size_multiple
         self.size_mode = size_mode
         self.tile = None if tile is None else max(self.multiple, math.ceil(tile / self.multiple) * self.multiple)
@@ -266,19 +274,33 @@ class Translator:
         return (out / weight.clamp_min(1e-8))[..., :h, :w]
 
     # -- arrays ----------------------------------------------------------------------------------
-    def prepare(self, array: np.ndarray, value_range: tuple[float, float] | None = None,
+    def prepare(self, array: np.ndarray | tuple[np.ndarray, ...], value_range: tuple[float, float] | None = None,
                 ) -> tuple[torch.Tensor, ImageMeta]:
-        """HxW[xC] uint8/uint16/float array -> 1xCxHxW input tensor, and what restores the format.
+        """HxW[xC] array -> 1xCxHxW input tensor, and what restores the format.
 
-        Float arrays hold values in `value_range` ([0, 1] by default); anything else raises (see i2i.data.checks).
+        uint8/uint16/float arrays: float ones hold values in `value_range` (default: the run's value range of
+        the input side, else [0, 1]); anything else raises (see i2i.data.checks). A model of label maps takes
+        class ids (HxW) or colours (HxWx3, mapped to the run's palette) and gives 8-bit images. A tuple is the
+        parts of a stacked input (the run's --inputs, in order), each in its own dtype's range.
         """
-        bounds = check_array(array, value_range)
+        if isinstance(array, tuple):
+            x = stack_parts([p[:, :, None] if p.ndim == 2 else p for p in array], self.in_ranges)
+            return to_tensor(to_float(x, self.in_channels, [(0.0, 1.0)]))[None], ImageMeta(array[0].dtype,
+                                                                                          x.shape[2], None)
+        if self.label_nc:
+            ids = class_ids(array, self.label_nc, self.palette)
+            return to_tensor(one_hot(ids, self.label_nc))[None], ImageMeta(np.dtype(np.uint8), 1, None)
+        ranges = self.in_ranges if value_range is None else None
+        bounds = self._check(array, value_range)
         array = half(array, self.side)
         if array.ndim == 2:
             array = array[:, :, None]
         channels = array.shape[2]
-        alpha = array[:, :, -1:] if channels in (2, 4) else None
-        if bounds is not None:
+        keeps_alpha = channels == self.in_channels + 1 and self.in_channels in (1, 3)
+        alpha = array[:, :, -1:] if keeps_alpha else None
+        if ranges is not None:
+            x = to_float(array, self.in_channels, ranges)
+        elif bounds is not None:
             lo, hi = bounds
             x = np.clip((array.astype(np.float32) - lo) / (hi - lo), 0, 1)
             x = to_float((x * 65535).round().astype(np.uint16), self.in_channels)
@@ -288,14 +310,18 @@ class Translator:
 
     def finish(self, out: torch.Tensor, meta: ImageMeta) -> np.ndarray:
         """CxHxW output in [-1, 1] -> array with the input's dtype and, where the model keeps channels, its
-        channel layout (gray stays gray, alpha is carried over)."""
-        if self.in_channels == self.out_channels:
+        channel layout (gray stays gray, alpha is carried over); in the run's value range of the output side
+        when it has one."""
+        if self.in_channels == self.out_channels and self.out_channels in (1, 3):
             gray = meta.channels in (1, 2)
             if gray and out.shape[0] == 3:
                 out = (torch.tensor([0.299, 0.587, 0.114])[:, None, None] * out).sum(0, keepdim=True)
             elif not gray and out.shape[0] == 1:
                 out = out.expand(3, -1, -1)
-        if meta.dtype.kind == "f":
+        if self.out_ranges is not None:
+            unit = ((out.clamp(-1, 1).double() + 1) / 2).permute(1, 2, 0).numpy()
+            result = from_unit(unit, meta.dtype, self.out_ranges)
+        elif meta.dtype.kind == "f":
             lo, hi = meta.value_range or (0.0, 1.0)
             unit = ((out.clamp(-1, 1).double() + 1) / 2).permute(1, 2, 0).numpy()
             result = (unit * (hi - lo) + lo).astype(meta.dtype)
@@ -307,6 +333,17 @@ class Translator:
                 alpha = convert_depth(alpha, result.dtype)
             result = np.concatenate([result, alpha], axis=2)
         return result
+
+    def _check(self, array: np.ndarray, value_range: tuple[float, float] | None) -> tuple[float, float] | None:
+        """check_array with the run's input value ranges standing in for a float array's default [0, 1]."""
+        if value_range is None and self.in_ranges is not None and getattr(array, "dtype", None) is not None \
+                and array.dtype.kind == "f":
+            value_range = (min(r[0] for r in self.in_ranges), max(r[1] for r in self.in_ranges))
+        return check_array(array, value_range, channels=self.in_channels)
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """An input file as this model reads it (a label map's palette indices kept)."""
+        return read_image(path, indices=bool(self.label_nc))
 
     def translate_stream(self, items: Iterable[tuple[np.ndarray, T]], batch_size: int | None = None,
                          value_range: tuple[float, float] | None = None) -> Iterator[tuple[np.ndarray, T]]:
@@ -325,8 +362,9 @@ class Translator:
     def translate_arrays(self, arrays: list[np.ndarray], batch_size: int | None = None,
                          value_range: tuple[float, float] | None = None) -> list[np.ndarray]:
         """Translate arrays; same-size neighbours are batched together (outputs do not depend on it)."""
-        for array in arrays:  # every array is checked before any is translated
-            check_array(array, value_range)
+        if not self.label_nc:
+            for array in arrays:  # every array is checked before any is translated
+                self._check(array, value_range)
         return [out for out, _ in self.translate_stream(((a, None) for a in arrays), batch_size, value_range)]
 
     def __call__(self, x: Any, tensor_range: tuple[float, float] = (-1.0, 1.0),
@@ -334,8 +372,10 @@ class Translator:
         """Translate one image or a list of them, returning the same kind.
 
         Accepts a file path (-> numpy array), a PIL image (-> PIL image), a numpy array (-> the same dtype
-        and shape) HxW or HxWxC (C = 1, 2, 3 or 4: gray, gray + alpha, RGB, RGBA) of uint8, uint16 or float
-        with values in [0, 1] (or in `value_range`, e.g. (0, 255), given back in the same range), or a
+        and shape) HxW or HxWxC (C = 1, 2, 3 or 4: gray, gray + alpha, RGB, RGBA; or the model's own input
+        channel count, any N) of uint8, uint16 or float with values in [0, 1] (or in the run's --a-range/
+        --b-range, or in `value_range`, e.g. (0, 255), given back in the same range; a label-map model takes
+        class ids HxW or colours HxWx3), or a
         floating-point torch tensor CxHxW or NxCxHxW with values in `tensor_range` ([-1, 1] by default; pass
         (0, 1) for [0, 1] tensors) (-> a tensor in the same range, dtype and device). Anything else, values
         outside the range, and NaN or infinity raise TypeError/ValueError saying what was given and what
@@ -343,7 +383,7 @@ class Translator:
         """
         if isinstance(x, list):
             if x and all(isinstance(i, np.ndarray | str | Path) for i in x):
-                arrays = [read_image(i) if isinstance(i, str | Path) else i for i in x]
+                arrays = [self.read(i) if isinstance(i, str | Path) else i for i in x]
                 outs = self.translate_arrays(arrays, value_range=value_range)
                 return [shaped_like(out, a) for out, a in zip(outs, arrays, strict=True)]
             return [self(i, tensor_range, value_range) for i in x]
@@ -358,7 +398,7 @@ class Translator:
             out = self.translate_arrays([pil_to_array(x)])[0]
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         if isinstance(x, str | Path):
-            x = read_image(x)
+            x = self.read(x)
         if isinstance(x, np.ndarray):
             return shaped_like(self.translate_arrays([x], value_range=value_range)[0], x)
         raise TypeError(f"cannot translate a {type(x).__name__}: pass a path, PIL image, numpy array or tensor")
@@ -368,13 +408,17 @@ class Translator:
         """Translate one image or video file into the file `dst` (its extension picks the format; see
         i2i.translation.folders)."""
         return folders.translate_file(self.translate_stream, src, dst, overwrite=overwrite, strict=strict,
-                                      video=video)
+                                      video=video, indices=bool(self.label_nc))
 
     def translate_video(self, src: str | Path, dst: str | Path, *, codec: str | None = None, crf: int | None = None,
                         bitrate: int | str | None = None, overwrite: bool = False, progress: bool = True,
                         ) -> VideoSummary:
         """Translate a video file into `dst`, keeping its size, timing, rotation and audio (see i2i.translation.video);
         `bitrate` in bits/s or spelled as on the command line ("4M", "800k")."""
+        if self.in_channels not in (1, 3) or self.out_channels not in (1, 3) or self.label_nc or len(self.inputs) > 1:
+            raise ValueError(f"videos are RGB frames; this model translates {self.in_channels} -> "
+                             f"{self.out_channels} channels" + (" of label maps" if self.label_nc else "")
+                             + (f" stacked from {', '.join(self.inputs)}" if len(self.inputs) > 1 else ""))
         return video_encode.translate_video(src, dst, self.translate_arrays, batch_size=self.batch_size, codec=codec,
                                      crf=crf, bitrate=bitrate, overwrite=overwrite, progress=progress)
 
@@ -393,10 +437,15 @@ class Translator:
         def translate(items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
             return self.translate_stream(items, batch_size)
 
+        if fmt == "same" and self.out_channels > 4:  # no image format holds them: TIFF, as the README says
+            fmt = "tif"
+        if len(self.inputs) > 1:  # the run stacked several folders into its input: SRC holds the same folders
+            return folders.translate_stacked(translate, src, dst, self.inputs, fmt=fmt, overwrite=overwrite,
+                                             strict=strict, progress=progress)
         return folders.translate_tree(translate, src, dst, fmt=fmt, overwrite=overwrite, strict=strict,
                                       allow_inside_input=allow_inside_input, io_threads=io_threads,
                                       read_ahead=2 * (batch_size or self.batch_size), progress=progress, shard=shard,
-                                      video=video, made_by=self.made_by())
+                                      video=video, made_by=self.made_by(), indices=bool(self.label_nc))
 
 
 def batched(items: Iterable[T], key: Callable[[T], Hashable], size: int,

@@ -149,7 +149,10 @@ def output_path(source: Path, base: Path, dst: Path, fmt: str) -> Path:
 
 def write_output(path: Path, array: np.ndarray) -> None:
     """Write a translated array in the format `path` names (16-bit only where the format has it, no JPEG alpha)."""
-    if array.dtype == np.uint16 and path.suffix.lower() not in (".png", ".tif", ".tiff"):
+    bands = 1 if array.ndim == 2 else array.shape[2]
+    if (bands not in (1, 2, 3, 4) or array.dtype.kind == "f") and path.suffix.lower() not in (".tif", ".tiff", ".npy"):
+        raise ValueError(f"a {bands}-band {array.dtype} output needs TIFF or .npy: pass --format tif (or npy)")
+    if array.dtype == np.uint16 and path.suffix.lower() not in (".png", ".tif", ".tiff", ".npy"):
         array = convert_depth(array, np.uint8)
     if path.suffix.lower() in (".jpg", ".jpeg") and array.ndim == 3 and array.shape[2] in (2, 4):
         array = array[:, :, :-1]  # JPEG has no alpha
