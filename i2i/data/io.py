@@ -183,7 +183,7 @@ def _multiband_tiff(f: BinaryIO) -> np.ndarray | None:
     with tifffile.TiffFile(f, name="image.tif") as tif:
         series = tif.series
         if len(tif.pages) > 1 and (len(series) != 1 or len(series[0].shape) > 3):
-            raise MultiFrameError(f"it holds {len(tif.pages)} pages (a multi-page TIFF); i2i translates single "
+            raise MultiFrameError(f"it holds {len(tif.pages)} frames (a multi-page TIFF); i2i translates single "
                                   "pictures: one file per picture, bands as samples (HxWxC)")
         page = tif.pages[0]
         samples, dtype = page.samplesperpixel, np.dtype(page.dtype)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from i2i.config import RunConfig, TrainConfig, non_finite
+from i2i.data import DataSpec
 from i2i.data.layout import resolve_split
 from i2i.models import Model, Update, build_model
 from i2i.runtime.devices import DTYPES, pick_device
@@ -83,6 +84,7 @@ def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
     if cfg.data.label_nc and spec.channels[0] != cfg.data.label_nc:
         problems.append(f"--label-nc {cfg.data.label_nc} feeds that many one-hot channels, but the generator takes "
                         f"{spec.channels[0]} ({CHANNEL_OPTIONS[spec.kind]})")
+    problems += first_item_problems(cfg, spec)
     crop = cfg.data.crop_size
     if cfg.data.preprocess not in CROPPING:
         return problems
@@ -95,6 +97,21 @@ def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
                             "(and --load-size at least that) or another generator (unet_64 takes multiples of 64, "
                             "unet_128 of 128, resnet_* of 4)")
     return problems
+
+
+def first_item_problems(cfg: RunConfig, spec: DataSpec) -> list[str]:
+    """A channel count the data cannot be read as, found on the first training item (one read), so it is refused
+    before anything is written; other problems with the data are reported where they are met."""
+    from i2i.data import make_dataset
+    from i2i.data.sampling import Skipped
+
+    try:
+        item = make_dataset(spec, cfg.data, train=False)[0]
+    except (ValueError, OSError, IndexError):
+        return []
+    if isinstance(item, Skipped) and "channel(s); the model takes" in item.reason:
+        return [f"{CHANNEL_OPTIONS[spec.kind]}: {item.reason}"]
+    return []
 
 
 def default_workers(device: torch.device, processes: int = 1) -> int:
