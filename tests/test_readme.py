@@ -91,9 +91,10 @@ TRAININGS = [a for a in i2i_invocations() if a[:1] == ["train"] and "--init-from
 def test_every_readme_training_passes_its_dry_run(args: list[str], tmp_path: Path) -> None:
     """The README's training commands, run for real up to --dry-run (every check a run makes) on tiny data."""
     data = write_pairs(tmp_path / "pairs") if args[1] == "pix2pix" else write_unpaired(tmp_path / "unpaired")
-    if "--inputs" in args:  # stacked input folders need the A/ + B/ layout with those folders
+    given = args[args.index("--data") + 1] if "--data" in args else ""
+    if given in ("sentinel_pairs", "rgbd_pairs"):  # 4-band or stacked inputs: the README's own kind of data
         more_than_rgb(tmp_path / "world")
-        data = tmp_path / "world" / "rgbd_pairs"
+        data = tmp_path / "world" / given
     result = CliRunner().invoke(main, [*substituted(args, data, tmp_path / "runs"), "--dry-run"])
     assert result.exit_code == 0, f"i2i {' '.join(args)}: {result.output}"
     assert not (tmp_path / "runs").exists()

@@ -84,7 +84,7 @@ def shape_problems(cfg: RunConfig, model: Model) -> list[str]:
     if cfg.data.label_nc and spec.channels[0] != cfg.data.label_nc:
         problems.append(f"--label-nc {cfg.data.label_nc} feeds that many one-hot channels, but the generator takes "
                         f"{spec.channels[0]} ({CHANNEL_OPTIONS[spec.kind]})")
-    problems += first_item_problems(cfg, spec)
+    problems += [] if problems else first_item_problems(cfg, spec)
     crop = cfg.data.crop_size
     if cfg.data.preprocess not in CROPPING:
         return problems
@@ -107,7 +107,7 @@ def first_item_problems(cfg: RunConfig, spec: DataSpec) -> list[str]:
 
     try:
         item = make_dataset(spec, cfg.data, train=False)[0]
-    except (ValueError, OSError, IndexError):
+    except Exception:  # a data or augmentation problem: reported in its own words where it is met
         return []
     if isinstance(item, Skipped) and "channel(s); the model takes" in item.reason:
         return [f"{CHANNEL_OPTIONS[spec.kind]}: {item.reason}"]
