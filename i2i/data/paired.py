@@ -84,12 +84,7 @@ class PairedDataset(Dataset):
         and a label side as class ids (palette indices kept)."""
         paths = self.items[index]
         if len(paths) == 1:
-            ab = read_image(paths[0])
-            w = ab.shape[1]
-            if w % 2:
-                raise ImageReadError(f"side-by-side image {paths[0]} has odd width {w}: cannot split it into A|B "
-                                     "halves")
-            a, b = ab[:, : w // 2], ab[:, w // 2 :]
+            a, b = halves(paths[0])
             if self.label_side is not None:  # class ids from the half's colours (a side-by-side file is RGB)
                 source = f"the {self.label_side} half of {paths[0]}"
                 ids = class_ids(a if self.label_side == "A" else b, self.label_nc, self.palette, source)
@@ -114,9 +109,7 @@ class PairedDataset(Dataset):
         """The label side of one item as the file holds it (palette indices kept, colours not yet mapped)."""
         paths = self.items[index]
         if len(paths) == 1:
-            ab = read_image(paths[0])
-            w = ab.shape[1] // 2
-            return ab[:, :w] if self.label_side == "A" else ab[:, w : 2 * w]
+            return halves(paths[0])[0 if self.label_side == "A" else 1]
         return read_image(paths[0] if self.label_side == "A" else paths[-1], indices=True)
 
     def _side_name(self, index: int, role: str) -> str:
@@ -184,3 +177,12 @@ class PairedDataset(Dataset):
             if "geometry" in out:  # applied later on the training device, the same for both images
                 geometry = {GEOMETRY + k: torch.from_numpy(out["geometry"]) for k in ("input", "target")}
         return {"input": to_tensor(source), "target": to_tensor(target), "path": path, **geometry}
+
+
+def halves(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The A and B halves of a side-by-side A|B file."""
+    ab = read_image(path)
+    w = ab.shape[1]
+    if w % 2:
+        raise ImageReadError(f"side-by-side image {path} has odd width {w}: cannot split it into A|B halves")
+    return ab[:, : w // 2], ab[:, w // 2 :]
